@@ -1,0 +1,33 @@
+//! The gRPC services. Each handler converts the request at the edge, calls a service, and
+//! converts the answer back; authorization already happened in the layer.
+
+pub mod identity;
+pub mod unbuilt;
+pub mod workspace;
+mod workspace_orgs;
+mod workspace_projects;
+mod workspace_users;
+
+use std::sync::Arc;
+
+use tonic::{Response, Status};
+use trellis_identity::TokenService;
+use trellis_workspace::Workspace;
+
+use crate::authz::Gate;
+
+/// What every handler may use.
+#[derive(Clone)]
+pub struct Services {
+    pub workspace: Workspace,
+    pub tokens: Arc<TokenService>,
+    pub gate: Gate,
+}
+
+/// Result type of handlers.
+pub type Reply<T> = Result<Response<T>, Status>;
+
+/// Wraps a message as a successful reply.
+pub fn ok<T>(message: T) -> Reply<T> {
+    Ok(Response::new(message))
+}

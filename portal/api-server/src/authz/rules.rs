@@ -1,0 +1,362 @@
+//! The rule table: for every RPC, who may call it and which policy check applies.
+//!
+//! Every method of the Identity and Workspace services has a row here; methods of services not
+//! built yet are answered `UNIMPLEMENTED` by the layer, naming the method. A test checks that
+//! each method in the compiled descriptors is either covered here or knowingly not built.
+
+use std::collections::HashMap;
+
+use prost::Message;
+use trellis_api::portal::v1 as pb;
+use trellis_policy::{Entity, Operation};
+use trellis_types::Error;
+
+use super::gate::Target;
+use crate::convert::{access_mode_from, given};
+
+/// Decodes a request message and names the object it concerns.
+pub type TargetFn = fn(&[u8]) -> Result<Target, Error>;
+
+/// Who may call a method.
+#[derive(Clone, Copy)]
+pub enum Access {
+    /// Anyone, even without a token (registration, login, health, registration lists).
+    Public,
+    /// Any signed-in caller; the handler narrows further (lists are filtered by the policy, and
+    /// membership requests check which side asks).
+    SignedIn,
+    /// Portal administrators only.
+    Admin,
+    /// The policy decides `operation` on `entity` for the object the request names.
+    Policy(Entity, Operation, TargetFn),
+    /// Not built yet; the layer answers `UNIMPLEMENTED` naming the method and what brings it.
+    NotBuilt(&'static str),
+}
+
+/// One method's rule.
+#[derive(Clone, Copy)]
+pub struct Rule {
+    pub access: Access,
+    /// Whether accounts still waiting for activation may call it (they may look at and manage
+    /// their own account, nothing else).
+    pub while_pending: bool,
+}
+
+fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M, Error> {
+    M::decode(bytes).map_err(|e| Error::invalid("request", format!("malformed request message: {e}")))
+}
+
+fn mode_of(field: &str, value: i32) -> Result<trellis_types::AccessMode, Error> {
+    access_mode_from(field, value)
+}
+
+macro_rules! policy {
+    ($entity:ident, $op:ident, $msg:ty, |$r:ident| $target:expr) => {
+        Access::Policy(Entity::$entity, Operation::$op, |bytes| {
+            let $r: $msg = decode(bytes)?;
+            Ok($target)
+        })
+    };
+}
+
+/// The table, keyed by gRPC path.
+pub fn rules() -> HashMap<&'static str, Rule> {
+    use Access::*;
+    let active = |access| Rule { access, while_pending: false };
+    let pending_ok = |access| Rule { access, while_pending: true };
+    let not_built = |why| Rule { access: NotBuilt(why), while_pending: false };
+    const MODELS: &str = "experiment models and revisions (issue: models)";
+    const IMAGES: &str = "disk images";
+    const REASONS: &str = "action-reason templates";
+
+    let table: Vec<(&'static str, Rule)> = vec![
+        // === Identity ===
+        ("/portal.v1.Identity/Register", pending_ok(Public)),
+        ("/portal.v1.Identity/Login", pending_ok(Public)),
+        ("/portal.v1.Identity/Logout", pending_ok(SignedIn)),
+        (
+            "/portal.v1.Identity/GetIdentity",
+            pending_ok(policy!(Identity, Read, pb::GetIdentityRequest, |r| Target::Identity(r.username))),
+        ),
+        ("/portal.v1.Identity/ListIdentities", active(Admin)),
+        (
+            "/portal.v1.Identity/Unregister",
+            pending_ok(policy!(Identity, Delete, pb::UnregisterRequest, |r| Target::Identity(r.username))),
+        ),
+        (
+            "/portal.v1.Identity/UpdateIdentity",
+            pending_ok(policy!(Identity, Update, pb::UpdateIdentityRequest, |r| Target::Identity(
+                r.username
+            ))),
+        ),
+        // === Workspace: users ===
+        ("/portal.v1.Workspace/GetUsers", active(SignedIn)),
+        (
+            "/portal.v1.Workspace/GetUser",
+            pending_ok(policy!(User, Read, pb::GetUserRequest, |r| Target::User(r.username))),
+        ),
+        (
+            "/portal.v1.Workspace/InitUser",
+            pending_ok(policy!(User, Update, pb::InitUserRequest, |r| Target::User(r.username))),
+        ),
+        // Admitting, freezing or declining a user is "creating" them in the policy's terms:
+        // administrators and the maintainers of an organization the user belongs to or asked to join.
+        (
+            "/portal.v1.Workspace/ActivateUser",
+            active(policy!(User, Create, pb::ActivateUserRequest, |r| Target::User(r.username))),
+        ),
+        (
+            "/portal.v1.Workspace/FreezeUser",
+            active(policy!(User, Create, pb::FreezeUserRequest, |r| Target::User(r.username))),
+        ),
+        (
+            "/portal.v1.Workspace/DeclineUser",
+            active(policy!(User, Create, pb::DeclineUserRequest, |r| Target::User(r.username))),
+        ),
+        (
+            "/portal.v1.Workspace/UpdateUser",
+            pending_ok(policy!(User, Update, pb::UpdateUserRequest, |r| Target::User(r.username))),
+        ),
+        (
+            "/portal.v1.Workspace/DeleteUser",
+            pending_ok(policy!(User, Delete, pb::DeleteUserRequest, |r| Target::User(r.user))),
+        ),
+        (
+            "/portal.v1.Workspace/GetUserPublicKeys",
+            pending_ok(policy!(User, Update, pb::GetUserPublicKeysRequest, |r| Target::User(r.user))),
+        ),
+        (
+            "/portal.v1.Workspace/AddUserPublicKey",
+            pending_ok(policy!(User, Update, pb::AddUserPublicKeyRequest, |r| Target::User(r.user))),
+        ),
+        (
+            "/portal.v1.Workspace/DeleteUserPublicKey",
+            pending_ok(policy!(User, Update, pb::DeleteUserPublicKeyRequest, |r| Target::User(r.user))),
+        ),
+        (
+            "/portal.v1.Workspace/DeleteUserPublicKeys",
+            pending_ok(policy!(User, Update, pb::DeleteUserPublicKeysRequest, |r| Target::User(r.user))),
+        ),
+        // === Workspace: projects ===
+        ("/portal.v1.Workspace/GetProjects", active(SignedIn)),
+        (
+            "/portal.v1.Workspace/GetProject",
+            active(policy!(Project, Read, pb::GetProjectRequest, |r| Target::Project(r.name))),
+        ),
+        (
+            "/portal.v1.Workspace/CreateProject",
+            active(policy!(Project, Create, pb::CreateProjectRequest, |r| {
+                let p = r.project.unwrap_or_default();
+                Target::NewProject {
+                    organization: given(&p.organization),
+                    mode: mode_of("project.access_mode", p.access_mode)?,
+                }
+            })),
+        ),
+        (
+            "/portal.v1.Workspace/UpdateProject",
+            active(policy!(Project, Update, pb::UpdateProjectRequest, |r| Target::Project(r.name))),
+        ),
+        (
+            "/portal.v1.Workspace/DeleteProject",
+            active(policy!(Project, Delete, pb::DeleteProjectRequest, |r| Target::Project(r.name))),
+        ),
+        ("/portal.v1.Workspace/ActivateProject", active(Admin)),
+        ("/portal.v1.Workspace/FreezeProject", active(Admin)),
+        ("/portal.v1.Workspace/DeclineProject", active(Admin)),
+        (
+            "/portal.v1.Workspace/GetProjectMembers",
+            active(policy!(Project, Read, pb::GetProjectMembersRequest, |r| Target::Project(r.name))),
+        ),
+        (
+            "/portal.v1.Workspace/GetProjectMember",
+            active(policy!(Project, Read, pb::GetProjectMemberRequest, |r| Target::Project(r.project))),
+        ),
+        (
+            "/portal.v1.Workspace/AddProjectMember",
+            active(policy!(Project, Update, pb::AddProjectMemberRequest, |r| Target::Project(r.project))),
+        ),
+        (
+            "/portal.v1.Workspace/UpdateProjectMember",
+            active(policy!(Project, Update, pb::UpdateProjectMemberRequest, |r| Target::Project(r.project))),
+        ),
+        (
+            "/portal.v1.Workspace/DeleteProjectMember",
+            active(policy!(Project, Update, pb::DeleteProjectMemberRequest, |r| Target::Project(r.project))),
+        ),
+        (
+            "/portal.v1.Workspace/GetProjectExperiments",
+            active(policy!(Project, Read, pb::GetProjectExperimentsRequest, |r| Target::Project(r.project))),
+        ),
+        // === Workspace: organizations ===
+        ("/portal.v1.Workspace/GetOrganizations", active(SignedIn)),
+        (
+            "/portal.v1.Workspace/GetOrganization",
+            active(policy!(Organization, Read, pb::GetOrganizationRequest, |r| Target::Organization(r.name))),
+        ),
+        (
+            "/portal.v1.Workspace/CreateOrganization",
+            active(policy!(Organization, Create, pb::CreateOrganizationRequest, |r| {
+                let o = r.organization.unwrap_or_default();
+                Target::NewOrganization { mode: mode_of("organization.access_mode", o.access_mode)? }
+            })),
+        ),
+        (
+            "/portal.v1.Workspace/UpdateOrganization",
+            active(policy!(Organization, Update, pb::UpdateOrganizationRequest, |r| Target::Organization(
+                r.name
+            ))),
+        ),
+        (
+            "/portal.v1.Workspace/DeleteOrganization",
+            active(policy!(Organization, Delete, pb::DeleteOrganizationRequest, |r| Target::Organization(
+                r.name
+            ))),
+        ),
+        ("/portal.v1.Workspace/ActivateOrganization", active(Admin)),
+        ("/portal.v1.Workspace/FreezeOrganization", active(Admin)),
+        ("/portal.v1.Workspace/DeclineOrganization", active(Admin)),
+        // Which side asks or confirms is domain logic (the workspace checks it); any signed-in
+        // caller may try.
+        ("/portal.v1.Workspace/RequestOrganizationMembership", pending_ok(SignedIn)),
+        ("/portal.v1.Workspace/ConfirmOrganizationMembership", pending_ok(SignedIn)),
+        (
+            "/portal.v1.Workspace/GetOrganizationMember",
+            active(policy!(Organization, Read, pb::GetOrganizationMemberRequest, |r| Target::Organization(
+                r.organization
+            ))),
+        ),
+        (
+            "/portal.v1.Workspace/GetOrganizationMembers",
+            active(policy!(Organization, Read, pb::GetOrganizationMembersRequest, |r| Target::Organization(
+                r.organization
+            ))),
+        ),
+        (
+            "/portal.v1.Workspace/UpdateOrganizationMember",
+            active(policy!(Organization, Update, pb::UpdateOrganizationMemberRequest, |r| {
+                Target::Organization(r.organization)
+            })),
+        ),
+        (
+            "/portal.v1.Workspace/DeleteOrganizationMember",
+            active(policy!(Organization, Update, pb::DeleteOrganizationMemberRequest, |r| {
+                Target::Organization(r.organization)
+            })),
+        ),
+        (
+            "/portal.v1.Workspace/GetOrganizationProject",
+            active(policy!(Organization, Read, pb::GetOrganizationProjectRequest, |r| Target::Organization(
+                r.organization
+            ))),
+        ),
+        (
+            "/portal.v1.Workspace/GetOrganizationProjects",
+            active(policy!(
+                Organization,
+                Read,
+                pb::GetOrganizationProjectsRequest,
+                |r| Target::Organization(r.name)
+            )),
+        ),
+        (
+            "/portal.v1.Workspace/AddOrganizationProject",
+            active(policy!(Organization, Update, pb::AddOrganizationProjectRequest, |r| {
+                Target::Organization(r.organization)
+            })),
+        ),
+        (
+            "/portal.v1.Workspace/UpdateOrganizationProject",
+            active(policy!(Organization, Update, pb::UpdateOrganizationProjectRequest, |r| {
+                Target::Organization(r.organization)
+            })),
+        ),
+        (
+            "/portal.v1.Workspace/DeleteOrganizationProject",
+            active(policy!(Organization, Update, pb::DeleteOrganizationProjectRequest, |r| {
+                Target::Organization(r.organization)
+            })),
+        ),
+        // === Workspace: experiments ===
+        ("/portal.v1.Workspace/GetExperiments", active(SignedIn)),
+        (
+            "/portal.v1.Workspace/GetExperiment",
+            active(policy!(Experiment, Read, pb::GetExperimentRequest, |r| Target::Experiment {
+                project: r.project,
+                name: r.experiment
+            })),
+        ),
+        (
+            "/portal.v1.Workspace/CreateExperiment",
+            active(policy!(Experiment, Create, pb::CreateExperimentRequest, |r| {
+                let e = r.experiment.unwrap_or_default();
+                Target::NewExperiment {
+                    mode: mode_of("experiment.access_mode", e.access_mode)?,
+                    project: e.project,
+                }
+            })),
+        ),
+        (
+            "/portal.v1.Workspace/UpdateExperiment",
+            active(policy!(Experiment, Update, pb::UpdateExperimentRequest, |r| Target::Experiment {
+                project: r.project,
+                name: r.name
+            })),
+        ),
+        (
+            "/portal.v1.Workspace/DeleteExperiment",
+            active(policy!(Experiment, Delete, pb::DeleteExperimentRequest, |r| Target::Experiment {
+                project: r.project,
+                name: r.experiment
+            })),
+        ),
+        ("/portal.v1.Workspace/GetRevision", not_built(MODELS)),
+        // === Workspace: portal ===
+        ("/portal.v1.Workspace/Whoami", pending_ok(SignedIn)),
+        ("/portal.v1.Workspace/Health", pending_ok(Public)),
+        ("/portal.v1.Workspace/GetPolicy", pending_ok(SignedIn)),
+        ("/portal.v1.Workspace/GetUserConfigurations", pending_ok(Public)),
+        ("/portal.v1.Workspace/UpdateUserConfigurations", active(Admin)),
+        ("/portal.v1.Workspace/GetEntityTypeConfigurations", pending_ok(Public)),
+        ("/portal.v1.Workspace/UpdateEntityTypeConfigurations", active(Admin)),
+        ("/portal.v1.Workspace/CreateImage", not_built(IMAGES)),
+        ("/portal.v1.Workspace/DeleteImage", not_built(IMAGES)),
+        ("/portal.v1.Workspace/GetImage", not_built(IMAGES)),
+        ("/portal.v1.Workspace/GetImages", not_built(IMAGES)),
+        ("/portal.v1.Workspace/UpdateImage", not_built(IMAGES)),
+        ("/portal.v1.Workspace/GetActionReason", not_built(REASONS)),
+        ("/portal.v1.Workspace/ListActionReasons", not_built(REASONS)),
+    ];
+    table.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_identity_and_workspace_method_has_a_rule() {
+        let rules = rules();
+        let missing: Vec<_> = trellis_api::ALL_METHODS
+            .iter()
+            .filter(|m| m.service == "portal.v1.Identity" || m.service == "portal.v1.Workspace")
+            .filter(|m| !rules.contains_key(m.path))
+            .map(|m| m.path)
+            .collect();
+        assert!(missing.is_empty(), "methods without a rule: {missing:?}");
+        let known: Vec<_> = trellis_api::ALL_METHODS.iter().map(|m| m.path).collect();
+        let stray: Vec<_> = rules.keys().filter(|p| !known.contains(p)).collect();
+        assert!(stray.is_empty(), "rules for methods that do not exist: {stray:?}");
+    }
+
+    #[test]
+    fn policy_rules_refuse_malformed_requests() {
+        let rules = rules();
+        let Access::Policy(_, _, target) = rules["/portal.v1.Workspace/GetProject"].access else {
+            panic!("GetProject must be policy-checked");
+        };
+        assert!(matches!(target(&[0xff, 0xff, 0xff]), Err(Error::InvalidArgument { .. })));
+        let ok = pb::GetProjectRequest { name: "p".into(), status_ms: 0 }.encode_to_vec();
+        assert_eq!(target(&ok).unwrap(), Target::Project("p".into()));
+    }
+}

@@ -1,0 +1,22 @@
+//! The portal's API edge: the Merge-compatible gRPC services and the HTTP endpoints beside them
+//! (JWKS, health), behind one authentication and authorization layer.
+//!
+//! This is the only crate that knows both the wire types (`trellis-api`) and the domain types;
+//! it converts between them ([`convert`]) and maps errors to gRPC statuses in one place
+//! ([`status`]). It holds no business logic: that lives in the services.
+//!
+//! Layout:
+//! - [`authz`]: the layer every RPC passes (token → account state → policy), the rule table
+//!   and the gate (policy decisions, list filtering).
+//! - [`api`]: the tonic service implementations.
+//! - [`http`]: plain HTTP endpoints.
+//! - [`server`]: assembling the router and serving it with graceful shutdown.
+
+pub mod api;
+pub mod authz;
+pub mod convert;
+pub mod http;
+pub mod server;
+pub mod status;
+
+pub use server::{Portal, PortalConfig, serve};

@@ -1,0 +1,91 @@
+//! Assembling the API router and serving it.
+
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use trellis_api::portal::v1 as pb;
+use trellis_identity::{OidcConfig, TokenConfig, TokenService};
+use trellis_policy::PolicyHandle;
+use trellis_store::Store;
+use trellis_types::Error;
+use trellis_workspace::{Workspace, WorkspaceConfig};
+
+use crate::api::Services;
+use crate::api::identity::IdentityApi;
+use crate::api::unbuilt::Unbuilt;
+use crate::api::workspace::WorkspaceApi;
+use crate::authz::Gate;
+use crate::authz::layer::{Authorizer, authorize};
+
+/// Settings of the API.
+#[derive(Debug, Clone, Default)]
+pub struct PortalConfig {
+    pub tokens: TokenConfig,
+    pub oidc: Option<OidcConfig>,
+    pub workspace: WorkspaceConfig,
+}
+
+/// The assembled API: services plus the authorization layer.
+pub struct Portal {
+    services: Services,
+    store: Arc<dyn Store>,
+}
+
+impl Portal {
+    /// Builds the services over `store`, loading or creating the token-signing key.
+    pub async fn new(
+        store: Arc<dyn Store>,
+        policy: PolicyHandle,
+        config: PortalConfig,
+    ) -> Result<Portal, Error> {
+        let workspace = Workspace::new(store.clone(), config.workspace);
+        let tokens = Arc::new(TokenService::new(store.clone(), config.tokens, config.oidc).await?);
+        let gate = Gate::new(workspace.clone(), policy);
+        Ok(Portal { services: Services { workspace, tokens, gate }, store })
+    }
+
+    /// The workspace service (for bootstrapping the administrator).
+    pub fn workspace(&self) -> &Workspace {
+        &self.services.workspace
+    }
+
+    /// The token service.
+    pub fn tokens(&self) -> &Arc<TokenService> {
+        &self.services.tokens
+    }
+
+    /// Every gRPC service and HTTP endpoint, behind the authorization layer.
+    pub fn router(&self) -> Router {
+        let s = &self.services;
+        let grpc =
+            tonic::service::Routes::new(pb::identity_server::IdentityServer::new(IdentityApi(s.clone())))
+                .add_service(pb::workspace_server::WorkspaceServer::new(WorkspaceApi(s.clone())))
+                .add_service(pb::alloc_server::AllocServer::new(Unbuilt))
+                .add_service(pb::artifact_server::ArtifactServer::new(Unbuilt))
+                .add_service(pb::commission_server::CommissionServer::new(Unbuilt))
+                .add_service(pb::communications_server::CommunicationsServer::new(Unbuilt))
+                .add_service(pb::cred_server::CredServer::new(Unbuilt))
+                .add_service(pb::deploy_server::DeployServer::new(Unbuilt))
+                .add_service(pb::key_value_server::KeyValueServer::new(Unbuilt))
+                .add_service(pb::materialize_server::MaterializeServer::new(Unbuilt))
+                .add_service(pb::mergefs_server::MergefsServer::new(Unbuilt))
+                .add_service(pb::model_server::ModelServer::new(Unbuilt))
+                .add_service(pb::realize_server::RealizeServer::new(Unbuilt))
+                .add_service(pb::wireguard_server::WireguardServer::new(Unbuilt))
+                .add_service(pb::xdc_server::XdcServer::new(Unbuilt));
+        let authorizer = Arc::new(Authorizer::new(s.tokens.clone(), s.workspace.clone(), s.gate.clone()));
+        grpc.into_axum_router()
+            .merge(crate::http::router(s.tokens.clone(), self.store.clone()))
+            // Outermost: every request (gRPC and HTTP) meets authentication and the policy
+            // before routing; non-gRPC requests pass through untouched.
+            .layer(axum::middleware::from_fn_with_state(authorizer, authorize))
+    }
+}
+
+/// Serves `router` on `listener` (HTTP/1.1 and HTTP/2 cleartext) until `cancel` fires, then
+/// lets open requests finish.
+pub async fn serve(listener: TcpListener, router: Router, cancel: CancellationToken) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(cancel.cancelled_owned()).await
+}
