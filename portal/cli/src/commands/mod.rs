@@ -1,0 +1,133 @@
+//! Running a parsed command: one file per noun, and the context they share.
+
+mod auth;
+mod experiments;
+mod keys;
+mod organizations;
+mod projects;
+mod users;
+
+use std::path::PathBuf;
+
+use crate::cli::{Cli, Command, DeleteCommand, DeleteMember, ListKind, NewCommand, NewMember, ShowCommand, UserTarget};
+use crate::client::{self, Clients};
+use crate::config::{self, Config};
+use crate::error::CliError;
+use crate::output;
+
+/// Runs one command to completion.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let ctx = Ctx::new(&cli)?;
+    match cli.command {
+        Command::Register(args) => auth::register(&ctx, args).await,
+        Command::Login(args) => auth::login(ctx, args).await,
+        Command::Logout => auth::logout(ctx).await,
+        Command::Whoami { token } => auth::whoami(&ctx, token).await,
+        Command::New(new) => match new {
+            NewCommand::Project { name, description, mode, org } => {
+                projects::create(&ctx, name, description, mode, org).await
+            }
+            NewCommand::Experiment { name, description, mode } => {
+                experiments::create(&ctx, name, description, mode).await
+            }
+            NewCommand::Organization { name, description, mode } => {
+                organizations::create(&ctx, name, description, mode).await
+            }
+            NewCommand::Member(NewMember::Project { project, user, role }) => {
+                projects::add_member(&ctx, project, user, role).await
+            }
+        },
+        Command::List(args) => match args.kind {
+            ListKind::Projects => projects::list(&ctx, args.all).await,
+            ListKind::Experiments => experiments::list(&ctx, args.all).await,
+            ListKind::Organizations => organizations::list(&ctx, args.all).await,
+            ListKind::Users => users::list(&ctx, args.all).await,
+        },
+        Command::Show(show) => match show {
+            ShowCommand::Project { name } => projects::show(&ctx, name).await,
+            ShowCommand::Experiment { name } => experiments::show(&ctx, name).await,
+            ShowCommand::Organization { name } => organizations::show(&ctx, name).await,
+            ShowCommand::User { name } => users::show(&ctx, name).await,
+        },
+        Command::Delete(delete) => match delete {
+            DeleteCommand::Project { name } => projects::delete(&ctx, name).await,
+            DeleteCommand::Experiment { name } => experiments::delete(&ctx, name).await,
+            DeleteCommand::Organization { name } => organizations::delete(&ctx, name).await,
+            DeleteCommand::Member(DeleteMember::Project { project, user }) => {
+                projects::remove_member(&ctx, project, user).await
+            }
+        },
+        Command::Keys(keys) => keys::run(&ctx, keys).await,
+        Command::Activate(UserTarget::User { name }) => users::activate(&ctx, name).await,
+        Command::Freeze(UserTarget::User { name }) => users::freeze(&ctx, name).await,
+    }
+}
+
+/// What every command needs: where the configuration lives, which server, and how to print.
+pub struct Ctx {
+    /// Print JSON instead of tables.
+    pub json: bool,
+    /// The configuration file.
+    pub config_path: PathBuf,
+    /// Its contents when the command started.
+    pub config: Config,
+    /// The portal, as a URI (`http://host:port`).
+    pub server: String,
+    /// Extra certificate authorities for `https://` servers.
+    pub ca_cert: Option<PathBuf>,
+}
+
+impl Ctx {
+    fn new(cli: &Cli) -> Result<Ctx, CliError> {
+        let config_path = match &cli.config {
+            Some(path) => path.clone(),
+            None => config::default_path()?,
+        };
+        let config = Config::load(&config_path)?;
+        let server = cli.server.as_deref().or(config.server.as_deref()).unwrap_or(config::DEFAULT_SERVER);
+        let server = client::server_uri(server)?;
+        Ok(Ctx { json: cli.json, config_path, config, server, ca_cert: cli.ca_cert.clone() })
+    }
+
+    /// The stored token, but only for the server it was issued by: a token must never be
+    /// sent to a different portal just because `--server` pointed elsewhere.
+    pub fn token(&self) -> Option<&str> {
+        let same_server = self.config.server.as_deref().and_then(|s| client::server_uri(s).ok());
+        if same_server.as_deref() == Some(self.server.as_str()) { self.config.token.as_deref() } else { None }
+    }
+
+    /// Connects, sending the stored token when there is one.
+    ///
+    /// Without a token the portal itself answers that none was provided, so commands do not
+    /// second-guess which calls need a login.
+    pub async fn connect(&self) -> Result<Clients, CliError> {
+        client::connect(&self.server, self.ca_cert.as_deref(), self.token()).await
+    }
+
+    /// Connects without credentials (for `login`).
+    pub async fn connect_anonymous(&self) -> Result<Clients, CliError> {
+        client::connect(&self.server, self.ca_cert.as_deref(), None).await
+    }
+
+    /// Prints `value` as JSON in `--json` mode, else prints `human`.
+    pub fn emit(&self, value: serde_json::Value, human: impl FnOnce() -> String) -> Result<(), CliError> {
+        if self.json {
+            output::print_json(&value)
+        } else {
+            print!("{}", human());
+            Ok(())
+        }
+    }
+
+    /// Reports a change that returns nothing: `{}` in `--json` mode, else `message`.
+    pub fn done(&self, message: impl Into<String>) -> Result<(), CliError> {
+        let message = message.into();
+        self.emit(serde_json::json!({}), || format!("{message}\n"))
+    }
+}
+
+/// The caller's username, asked of the portal (the token is the authority, not the file).
+pub async fn whoami(clients: &mut Clients) -> Result<String, CliError> {
+    let reply = clients.workspace.whoami(trellis_api::portal::v1::WhoamiRequest {}).await?;
+    Ok(reply.into_inner().whoami)
+}

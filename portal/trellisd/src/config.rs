@@ -1,0 +1,167 @@
+//! Command line and configuration file.
+//!
+//! Precedence: built-in defaults < YAML config file (`--config`) < `TRELLIS_*` environment
+//! variables < flags. Unknown keys in the file are errors: a typo in a security setting must
+//! not be silently ignored.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+use trellis_identity::OidcConfig;
+
+/// The address `trellisd up` listens on when none is given.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7080";
+
+/// Environment variable holding the bootstrap administrator's password.
+pub const ENV_ADMIN_PASSWORD: &str = "TRELLIS_ADMIN_PASSWORD";
+
+/// The Trellis portal daemon.
+#[derive(Debug, Parser)]
+#[command(name = "trellisd", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to run.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every component in one process (embedded store unless --etcd is given).
+    Up(Options),
+    /// Run one component.
+    Serve {
+        /// The component to run.
+        #[arg(value_enum)]
+        component: Component,
+        #[command(flatten)]
+        options: Options,
+    },
+}
+
+/// Components `trellisd serve` can run on their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Component {
+    /// The gRPC API and its HTTP endpoints.
+    Api,
+}
+
+/// Settings shared by every command.
+#[derive(Debug, Clone, Args)]
+pub struct Options {
+    /// YAML configuration file.
+    #[arg(long, env = "TRELLIS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where the embedded store, policy file and other state live.
+    #[arg(long, env = "TRELLIS_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the API (gRPC and HTTP on one port).
+    #[arg(long, env = "TRELLIS_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// etcd endpoints (comma-separated); without them the embedded store is used.
+    #[arg(long, env = "TRELLIS_ETCD", value_delimiter = ',')]
+    pub etcd: Vec<String>,
+    /// The policy file (default: <data-dir>/policy.yml, created from the built-in policy).
+    #[arg(long, env = "TRELLIS_POLICY")]
+    pub policy: Option<PathBuf>,
+    /// Lifetime of login tokens, in seconds.
+    #[arg(long, env = "TRELLIS_TOKEN_TTL")]
+    pub token_ttl: Option<u64>,
+    /// The `iss` claim of portal tokens.
+    #[arg(long, env = "TRELLIS_ISSUER")]
+    pub issuer: Option<String>,
+    /// PEM certificate chain to serve TLS with (together with --tls-key).
+    #[arg(long, env = "TRELLIS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "TRELLIS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// The configuration file's shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    #[serde(default)]
+    etcd: Vec<String>,
+    policy: Option<PathBuf>,
+    token_ttl: Option<u64>,
+    issuer: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    oidc: Option<OidcConfig>,
+    /// Registration lists offered before an administrator edits them.
+    institutions: Option<Vec<String>>,
+    categories: Option<Vec<String>>,
+}
+
+/// Settings after every layer has been applied and checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub etcd: Vec<String>,
+    pub policy: PathBuf,
+    pub token_ttl: Duration,
+    pub issuer: String,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub oidc: Option<OidcConfig>,
+    pub institutions: Option<Vec<String>>,
+    pub categories: Option<Vec<String>>,
+}
+
+fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("trellis");
+    }
+    match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".local/share/trellis"),
+        None => PathBuf::from("/var/lib/trellis"),
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+impl Options {
+    /// Applies the layers and validates the result.
+    pub fn settings(&self) -> anyhow::Result<Settings> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let data_dir = self.data_dir.clone().or(file.data_dir).unwrap_or_else(default_data_dir);
+        let listen = match self.listen.or(file.listen) {
+            Some(addr) => addr,
+            None => DEFAULT_LISTEN.parse().context("default listen address")?,
+        };
+        let etcd = if self.etcd.is_empty() { file.etcd } else { self.etcd.clone() };
+        let policy = self.policy.clone().or(file.policy).unwrap_or_else(|| data_dir.join("policy.yml"));
+        let token_ttl = Duration::from_secs(self.token_ttl.or(file.token_ttl).unwrap_or(24 * 3600));
+        anyhow::ensure!(token_ttl >= Duration::from_secs(60), "token_ttl must be at least 60 seconds");
+        let tls = match (self.tls_cert.clone().or(file.tls_cert), self.tls_key.clone().or(file.tls_key)) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => anyhow::bail!("tls_cert and tls_key must be given together"),
+        };
+        Ok(Settings {
+            data_dir,
+            listen,
+            etcd,
+            policy,
+            token_ttl,
+            issuer: self.issuer.clone().or(file.issuer).unwrap_or_else(|| "trellis".to_owned()),
+            tls,
+            oidc: file.oidc,
+            institutions: file.institutions,
+            categories: file.categories,
+        })
+    }
+}

@@ -1,0 +1,131 @@
+//! Starting the components and shutting them down on a signal.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use trellis_api_server::{Portal, PortalConfig};
+use trellis_identity::TokenConfig;
+use trellis_policy::{Policy, PolicyHandle};
+use trellis_store::Store;
+use trellis_store::embedded::EmbeddedStore;
+use trellis_store::etcd::EtcdStore;
+use trellis_workspace::WorkspaceConfig;
+
+use crate::config::{Cli, Command, Component, ENV_ADMIN_PASSWORD, Settings};
+
+/// Runs the command until SIGINT or SIGTERM.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let cancel = CancellationToken::new();
+    tokio::spawn(shutdown_on_signal(cancel.clone()));
+    match cli.command {
+        // Today the API is the only component; `up` will add the others (facility, ingress,
+        // XDC operator) in this same process as they are built.
+        Command::Up(options) => serve_api(options.settings()?, true, cancel).await,
+        Command::Serve { component: Component::Api, options } => {
+            serve_api(options.settings()?, false, cancel).await
+        }
+    }
+}
+
+async fn shutdown_on_signal(cancel: CancellationToken) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down");
+    cancel.cancel();
+}
+
+async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    if !settings.etcd.is_empty() {
+        let store = EtcdStore::connect(&settings.etcd)
+            .await
+            .with_context(|| format!("connecting to etcd at {}", settings.etcd.join(",")))?;
+        tracing::info!(endpoints = %settings.etcd.join(","), "state store: etcd");
+        return Ok(Arc::new(store));
+    }
+    let path = settings.data_dir.join("state.redb");
+    let store = EmbeddedStore::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    tracing::info!(path = %path.display(), "state store: embedded");
+    Ok(Arc::new(store))
+}
+
+fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
+}
+
+async fn load_policy(settings: &Settings) -> anyhow::Result<PolicyHandle> {
+    if !settings.policy.exists() {
+        // First start: give the administrator the built-in policy as an editable file.
+        if let Some(parent) = settings.policy.parent() {
+            create_private_dir(parent)?;
+        }
+        std::fs::write(&settings.policy, Policy::builtin().to_yaml())
+            .with_context(|| format!("writing {}", settings.policy.display()))?;
+        tracing::info!(path = %settings.policy.display(), "wrote the built-in policy");
+    }
+    let (handle, _task) = PolicyHandle::watch_file(settings.policy.clone())
+        .await
+        .with_context(|| format!("loading policy {}", settings.policy.display()))?;
+    Ok(handle)
+}
+
+async fn serve_api(settings: Settings, all_in_one: bool, cancel: CancellationToken) -> anyhow::Result<()> {
+    create_private_dir(&settings.data_dir)?;
+    let store = open_store(&settings).await?;
+    let policy = load_policy(&settings).await?;
+    let mut workspace = WorkspaceConfig::default();
+    if let Some(list) = &settings.institutions {
+        workspace.default_user_configurations.institutions.clone_from(list);
+    }
+    if let Some(list) = &settings.categories {
+        workspace.default_user_configurations.categories.clone_from(list);
+    }
+    let config = PortalConfig {
+        tokens: TokenConfig { issuer: settings.issuer.clone(), ttl: settings.token_ttl },
+        oidc: settings.oidc.clone(),
+        workspace,
+    };
+    let portal = Portal::new(store, policy, config).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let password = std::env::var(ENV_ADMIN_PASSWORD).ok().filter(|p| !p.is_empty());
+    let generated = portal.workspace().bootstrap_admin(password).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let listener =
+        TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    let scheme = if settings.tls.is_some() { "https" } else { "http" };
+    eprintln!("Trellis portal {} at {scheme}://{addr}", if all_in_one { "up" } else { "API serving" });
+    eprintln!("  data:   {}", settings.data_dir.display());
+    eprintln!("  policy: {}", settings.policy.display());
+    if let Some(password) = generated {
+        eprintln!();
+        eprintln!("  First start: created the administrator account.");
+        eprintln!("    username: admin");
+        eprintln!("    password: {password}");
+        eprintln!("  This password is shown only once. Set {ENV_ADMIN_PASSWORD} to choose it instead.");
+    }
+    eprintln!();
+    eprintln!("  Log in:  trellis --server {addr} login admin");
+    let router = portal.router();
+    match &settings.tls {
+        Some((cert, key)) => crate::tls::serve(listener, router, cert, key, cancel).await,
+        None => trellis_api_server::serve(listener, router, cancel).await.context("serving the API"),
+    }
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The full test suite, exactly as CI runs it: set-up, formatting, lints, the Rust tests (real
+# redb and etcd stores, real servers), the wire-compatibility check against mergetbapi, and the
+# real `mergetb` Python client against a running trellisd.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+step() { printf '\n=== %s ===\n' "$*"; }
+
+step "set-up"
+./scripts/setup.sh
+
+step "format"
+cargo fmt --all -- --check
+
+step "build"
+cargo build --workspace --all-targets --locked
+
+step "clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "rust tests"
+cargo test --workspace --locked
+
+step "wire compatibility with mergetbapi"
+tests/compat/wire/run.sh .venv
+
+step "mergetb Python client against trellisd"
+.venv/bin/python -m pytest -q tests/compat/client
+
+echo
+echo "all tests passed"
