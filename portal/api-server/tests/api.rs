@@ -25,7 +25,10 @@ async fn register_activate_login_and_create() {
     assert!(denied.message().contains("activation"), "{}", denied.message());
 
     let (mut admin, _) = portal.admin().await;
-    admin.activate_user(pb::ActivateUserRequest { username: "alice".into(), ..Default::default() }).await.unwrap();
+    admin
+        .activate_user(pb::ActivateUserRequest { username: "alice".into(), ..Default::default() })
+        .await
+        .unwrap();
     ws.create_project(pb::CreateProjectRequest {
         user: "alice".into(),
         project: Some(pb::Project { name: "p1".into(), description: "first".into(), ..Default::default() }),
@@ -117,4 +120,90 @@ async fn failed_transactions_leave_nothing_behind() {
     assert_eq!(err.code(), Code::AlreadyExists);
     let after = portal.store.range("/trellis/").await.unwrap().kvs;
     assert_eq!(before, after);
+}
+
+/// Sends raw bytes as the body of a unary gRPC call and returns the grpc-status code.
+async fn raw_grpc(
+    addr: std::net::SocketAddr,
+    path: &str,
+    token: Option<&str>,
+    body: Vec<u8>,
+) -> (i32, String) {
+    use http_body_util::{BodyExt, Full};
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let mut request = http::Request::post(format!("http://{addr}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let response =
+        sender.send_request(request.body(Full::new(bytes::Bytes::from(body))).unwrap()).await.unwrap();
+    let headers = response.headers().clone();
+    let collected = response.into_body().collect().await.unwrap();
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    let pick = |name: &str| {
+        trailers
+            .get(name)
+            .or_else(|| headers.get(name))
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    (pick("grpc-status").parse().unwrap_or(-1), pick("grpc-message"))
+}
+
+fn frame(message: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8];
+    out.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    out.extend_from_slice(message);
+    out
+}
+
+#[tokio::test]
+async fn oversized_and_malformed_requests_are_refused_cleanly() {
+    let portal = TestPortal::start().await;
+    let token = portal.login("admin", common::ADMIN_PASSWORD).await;
+    let (mut ws, _) = portal.admin().await;
+
+    // 5 MiB of key: over the 4 MiB limit, refused before any work, and nothing is stored.
+    let huge = ws
+        .add_user_public_key(pb::AddUserPublicKeyRequest { user: "admin".into(), key: "x".repeat(5 << 20) })
+        .await
+        .unwrap_err();
+    assert_eq!(huge.code(), Code::ResourceExhausted, "{huge:?}");
+    assert!(
+        ws.get_user_public_keys(pb::GetUserPublicKeysRequest { user: "admin".into() })
+            .await
+            .unwrap()
+            .into_inner()
+            .keys
+            .is_empty()
+    );
+
+    // Garbage protobuf is INVALID_ARGUMENT whatever the method's access rule.
+    for path in
+        ["/portal.v1.Workspace/GetProject", "/portal.v1.Workspace/Whoami", "/portal.v1.Identity/Login"]
+    {
+        let (code, message) = raw_grpc(portal.addr, path, Some(&token), frame(&[0x0a, 0x09, b'x'])).await;
+        assert_eq!(code, Code::InvalidArgument as i32, "{path}: {message}");
+    }
+    // A frame whose length prefix lies, and a compressed frame we cannot read.
+    let mut lying = frame(b"");
+    lying[4] = 9;
+    let (code, _) = raw_grpc(portal.addr, "/portal.v1.Workspace/Whoami", Some(&token), lying).await;
+    assert_eq!(code, Code::InvalidArgument as i32);
+    let mut compressed = frame(b"");
+    compressed[0] = 1;
+    let (code, _) = raw_grpc(portal.addr, "/portal.v1.Workspace/Whoami", Some(&token), compressed).await;
+    assert_eq!(code, Code::Unimplemented as i32);
+
+    // The portal keeps serving.
+    assert_eq!(ws.whoami(pb::WhoamiRequest {}).await.unwrap().into_inner().whoami, "admin");
 }

@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Command-line client for Trellis and other MergeTB-compatible portals.
 #[derive(Debug, Parser)]
-#[command(name = "trellis", version, about, infer_subcommands = true)]
+#[command(name = "trellis", version, about, infer_subcommands = true, args_override_self = true)]
 pub struct Cli {
     /// Portal API address, `host:port` or `http(s)://host:port` (default: the logged-in server,
     /// else 127.0.0.1:7080).
@@ -371,7 +371,8 @@ mod tests {
     fn unique_prefixes_select_subcommands() {
         let cli = Cli::try_parse_from(["trellis", "li", "proj", "--all"]).unwrap();
         assert!(matches!(cli.command, Command::List(ListArgs { kind: ListKind::Projects, all: true })));
-        let cli = Cli::try_parse_from(["trellis", "new", "mem", "pro", "p1", "bob", "-r", "maintainer"]).unwrap();
+        let cli =
+            Cli::try_parse_from(["trellis", "new", "mem", "pro", "p1", "bob", "-r", "maintainer"]).unwrap();
         match cli.command {
             Command::New(NewCommand::Member(NewMember::Project { project, user, role })) => {
                 assert_eq!((project.as_str(), user.as_str(), role), ("p1", "bob", Role::Maintainer));

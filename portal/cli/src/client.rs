@@ -80,18 +80,15 @@ pub async fn connect(server: &str, ca_cert: Option<&Path>, token: Option<&str>) 
     if server.starts_with("https://") {
         let mut tls = ClientTlsConfig::new().trust_anchors(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         if let Some(path) = ca_cert {
-            let pem = std::fs::read(path)
-                .map_err(|source| CliError::ReadFile { path: path.to_owned(), source })?;
+            let pem =
+                std::fs::read(path).map_err(|source| CliError::ReadFile { path: path.to_owned(), source })?;
             tls = tls.ca_certificate(Certificate::from_pem(pem));
         }
-        endpoint = endpoint
-            .tls_config(tls)
-            .map_err(|source| CliError::Tls { server: server.to_owned(), source })?;
+        endpoint =
+            endpoint.tls_config(tls).map_err(|source| CliError::Tls { server: server.to_owned(), source })?;
     }
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|source| CliError::Connect { server: server.to_owned(), source })?;
+    let channel =
+        endpoint.connect().await.map_err(|source| CliError::Connect { server: server.to_owned(), source })?;
     Ok(Clients {
         identity: IdentityClient::with_interceptor(channel.clone(), auth.clone()),
         workspace: WorkspaceClient::with_interceptor(channel, auth),
@@ -110,7 +107,8 @@ pub fn describe_status(status: &Status) -> String {
     let mut out = format!("{message} ({:?})", status.code());
     if let Some(bad) = status.get_error_details().bad_request() {
         for v in &bad.field_violations {
-            let repeats = v.field == "title" || v.description == status.message() || v.description.is_empty();
+            let repeats =
+                v.field == "title" || v.description.is_empty() || status.message().contains(&v.description);
             if !repeats {
                 out.push_str(&format!("\n  {}: {}", v.field, v.description));
             }
@@ -151,6 +149,18 @@ mod tests {
         assert_eq!(
             describe_status(&status),
             "invalid name (InvalidArgument)\n  project.name: must start with a lowercase letter"
+        );
+        let status = Status::with_error_details(
+            Code::InvalidArgument,
+            "project: \"B\" must start with a lowercase letter",
+            ErrorDetails::with_bad_request(vec![FieldViolation::new(
+                "project",
+                "\"B\" must start with a lowercase letter",
+            )]),
+        );
+        assert_eq!(
+            describe_status(&status),
+            "project: \"B\" must start with a lowercase letter (InvalidArgument)"
         );
         assert_eq!(describe_status(&Status::not_found("")), "Some requested entity was not found (NotFound)");
     }

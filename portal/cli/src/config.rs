@@ -65,7 +65,10 @@ impl Config {
     /// Writes the file with mode 0600, creating its directory (mode 0700) if needed.
     pub fn save(&self, path: &Path) -> Result<(), CliError> {
         let write_err = |source| CliError::WriteFile { path: path.to_owned(), source };
-        let text = serde_saphyr::to_string(self)
+        // Plain scalars only: a token folded into a `>-` block is valid YAML but confuses people
+        // (and scripts) reading the file.
+        let options = serde_saphyr::ser_options! { prefer_block_scalars: false };
+        let text = serde_saphyr::to_string_with_options(self, options)
             .map_err(|e| CliError::ParseConfig { path: path.to_owned(), message: e.to_string() })?;
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
@@ -75,8 +78,7 @@ impl Config {
         let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
         let result = (|| {
-            let mut file =
-                std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+            let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
             // The umask cannot widen 0600, but an inherited ACL default could; be explicit.
             file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
             file.write_all(text.as_bytes())?;
@@ -109,7 +111,7 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains("token:"), "{text}");
+        assert!(text.contains("token: a.b.c\n"), "{text}");
 
         let cleared = Config { token: None, ..config };
         cleared.save(&path).unwrap();

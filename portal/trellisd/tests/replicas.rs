@@ -98,9 +98,12 @@ async fn two_api_replicas_share_one_etcd() {
         .unwrap();
     let admin_b = login(b.addr, "admin", ADMIN_PASSWORD).await;
     let mut ws_b = WorkspaceClient::new(channel(b.addr).await);
-    ws_b.activate_user(authed(pb::ActivateUserRequest { username: "alice".into(), ..Default::default() }, &admin_b))
-        .await
-        .unwrap();
+    ws_b.activate_user(authed(
+        pb::ActivateUserRequest { username: "alice".into(), ..Default::default() },
+        &admin_b,
+    ))
+    .await
+    .unwrap();
 
     let alice = login(a.addr, "alice", "alice-password").await;
     let who = ws_b.whoami(authed(pb::WhoamiRequest {}, &alice)).await.unwrap().into_inner();

@@ -32,7 +32,7 @@ struct StoredKey {
 pub struct SigningKey {
     /// Key id, published in the JWKS and stamped into every token header.
     pub kid: String,
-    pub(crate) encoding: EncodingKey,
+    encoding: EncodingKey,
     pub(crate) decoding: DecodingKey,
     /// Raw public key, base64url (the JWK `x` parameter).
     public_x: String,
@@ -91,6 +91,14 @@ impl SigningKey {
             decoding: DecodingKey::from_ed_der(&public),
             public_x: URL_SAFE_NO_PAD.encode(&public),
         })
+    }
+
+    /// Signs `claims` as an EdDSA JWT whose header names this key.
+    pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, Error> {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.encoding)
+            .map_err(|e| Error::Internal(format!("signing token: {e}")))
     }
 
     /// The public key as a JWK (RFC 8037 OKP/Ed25519).

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, Header, Validation};
+use jsonwebtoken::{Algorithm, Validation};
 use serde::{Deserialize, Serialize};
 use trellis_store::{Op, Store, Txn};
 use trellis_types::Error;
@@ -119,10 +119,7 @@ impl TokenService {
             exp: now + self.config.ttl.as_secs() as i64,
             jti: uuid::Uuid::new_v4().simple().to_string(),
         };
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(self.key.kid.clone());
-        let token = jsonwebtoken::encode(&header, &claims, &self.key.encoding)
-            .map_err(|e| Error::Internal(format!("signing token: {e}")))?;
+        let token = self.key.sign(&claims)?;
         Ok((token, claims))
     }
 

@@ -23,7 +23,7 @@ use trellis_store::embedded::EmbeddedStore;
 use trellis_store::etcd::EtcdStore;
 use trellis_testkit::etcd::EtcdServer;
 
-use crate::counting::{Counts, CountingStore};
+use crate::counting::{CountingStore, Counts};
 
 /// The administrator's password in the throwaway portal.
 const ADMIN_PASSWORD: &str = "bench-admin-password";
@@ -110,9 +110,10 @@ impl Fixture {
         };
         let (counting, counts) = CountingStore::new(raw);
         let store: Arc<dyn Store> = Arc::new(counting);
-        let portal = Portal::new(store.clone(), PolicyHandle::fixed(Policy::builtin()), PortalConfig::default())
-            .await
-            .context("building the portal")?;
+        let portal =
+            Portal::new(store.clone(), PolicyHandle::fixed(Policy::builtin()), PortalConfig::default())
+                .await
+                .context("building the portal")?;
         portal.workspace().bootstrap_admin(Some(ADMIN_PASSWORD.to_owned())).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;

@@ -55,7 +55,11 @@ fn histogram() -> anyhow::Result<Histogram<u64>> {
 /// Runs every worker in its own task: first for `warmup` (not recorded), then for `duration`.
 /// All tasks share one clock, so warm-up and measurement start and stop together; a call
 /// counts if it started inside the measured window.
-pub async fn drive<W: Worker>(workers: Vec<W>, warmup: Duration, duration: Duration) -> anyhow::Result<Sample> {
+pub async fn drive<W: Worker>(
+    workers: Vec<W>,
+    warmup: Duration,
+    duration: Duration,
+) -> anyhow::Result<Sample> {
     let measure_from = Instant::now() + warmup;
     let until = measure_from + duration;
     let mut tasks = JoinSet::new();
@@ -77,7 +81,8 @@ pub async fn drive<W: Worker>(workers: Vec<W>, warmup: Duration, duration: Durat
                 result.last_done = Some(done);
                 match outcome {
                     Ok(()) => {
-                        let nanos = u64::try_from(done.duration_since(started).as_nanos()).unwrap_or(u64::MAX);
+                        let nanos =
+                            u64::try_from(done.duration_since(started).as_nanos()).unwrap_or(u64::MAX);
                         latency.saturating_record(nanos.clamp(1, MAX_LATENCY_NS));
                         result.ok += 1;
                     }
@@ -90,14 +95,8 @@ pub async fn drive<W: Worker>(workers: Vec<W>, warmup: Duration, duration: Durat
             (result, latency)
         });
     }
-    let mut sample = Sample {
-        ok: 0,
-        errors: 0,
-        first_error: None,
-        attempts: 0,
-        elapsed: duration,
-        latency: histogram()?,
-    };
+    let mut sample =
+        Sample { ok: 0, errors: 0, first_error: None, attempts: 0, elapsed: duration, latency: histogram()? };
     let mut last_done = measure_from + duration;
     while let Some(joined) = tasks.join_next().await {
         let (r, latency) = joined.context("a benchmark task panicked")?;

@@ -67,6 +67,18 @@ impl Authorizer {
                 path.trim_start_matches('/')
             )));
         }
+        // Every Identity and Workspace RPC is unary and small: read the one message now, so
+        // size limits and malformed input are refused the same way for every method, before
+        // any work is done on the caller's behalf.
+        let (parts, body) = request.into_parts();
+        let bytes = axum::body::to_bytes(body, MAX_REQUEST_BYTES + 5).await.map_err(|_| {
+            to_status(&Error::ResourceExhausted(format!(
+                "request is larger than the {MAX_REQUEST_BYTES}-byte limit"
+            )))
+        })?;
+        let target = (rule.target)(grpc_message(&bytes)?).map_err(|e| to_status(&e))?;
+        let mut request = Request::from_parts(parts, Body::from(bytes));
+
         let public = matches!(rule.access, Access::Public);
         let caller = match bearer_token(&request) {
             Some(token) => match self.authenticate(token).await {
@@ -86,26 +98,21 @@ impl Authorizer {
         if !public {
             check_state(&caller, rule)?;
         }
-        let mut request = match rule.access {
-            Access::Admin if !caller.is_admin() => {
+        match (rule.access, target) {
+            (Access::Admin, _) if !caller.is_admin() => {
                 return Err(to_status(&Error::PermissionDenied(format!(
                     "{} is for portal administrators only",
                     path.trim_start_matches('/')
                 ))));
             }
-            Access::Policy(entity, operation, target_of) => {
-                let (parts, body) = request.into_parts();
-                let bytes = axum::body::to_bytes(body, MAX_REQUEST_BYTES + 5).await.map_err(|_| {
-                    to_status(&Error::ResourceExhausted(format!(
-                        "request is larger than the {MAX_REQUEST_BYTES}-byte limit"
-                    )))
-                })?;
-                let target = target_of(grpc_message(&bytes)?).map_err(|e| to_status(&e))?;
+            (Access::Policy(entity, operation), Some(target)) => {
                 self.gate.check(&caller, entity, operation, &target).await.map_err(|e| to_status(&e))?;
-                Request::from_parts(parts, Body::from(bytes))
             }
-            _ => request,
-        };
+            (Access::Policy(..), None) => {
+                return Err(to_status(&Error::Internal(format!("{path}: policy rule names no target"))));
+            }
+            _ => {}
+        }
         request.extensions_mut().insert(caller);
         Ok(request)
     }

@@ -14,8 +14,9 @@ use trellis_types::Error;
 use super::gate::Target;
 use crate::convert::{access_mode_from, given};
 
-/// Decodes a request message and names the object it concerns.
-pub type TargetFn = fn(&[u8]) -> Result<Target, Error>;
+/// Decodes a request message (refusing malformed ones) and names the object it concerns, if
+/// the method's check needs one.
+pub type TargetFn = fn(&[u8]) -> Result<Option<Target>, Error>;
 
 /// Who may call a method.
 #[derive(Clone, Copy)]
@@ -28,7 +29,7 @@ pub enum Access {
     /// Portal administrators only.
     Admin,
     /// The policy decides `operation` on `entity` for the object the request names.
-    Policy(Entity, Operation, TargetFn),
+    Policy(Entity, Operation),
     /// Not built yet; the layer answers `UNIMPLEMENTED` naming the method and what brings it.
     NotBuilt(&'static str),
 }
@@ -37,6 +38,9 @@ pub enum Access {
 #[derive(Clone, Copy)]
 pub struct Rule {
     pub access: Access,
+    /// Decodes the request; every request is decoded once here, so a malformed one is refused
+    /// the same way whatever its method.
+    pub target: TargetFn,
     /// Whether accounts still waiting for activation may call it (they may look at and manage
     /// their own account, nothing else).
     pub while_pending: bool,
@@ -50,11 +54,22 @@ fn mode_of(field: &str, value: i32) -> Result<trellis_types::AccessMode, Error> 
     access_mode_from(field, value)
 }
 
+/// A policy check of `$op` on `$entity`, naming the target from the decoded request.
 macro_rules! policy {
     ($entity:ident, $op:ident, $msg:ty, |$r:ident| $target:expr) => {
-        Access::Policy(Entity::$entity, Operation::$op, |bytes| {
+        (Access::Policy(Entity::$entity, Operation::$op), |bytes| {
             let $r: $msg = decode(bytes)?;
-            Ok($target)
+            Ok(Some($target))
+        })
+    };
+}
+
+/// An access rule without a target object; the request is still decoded to refuse malformed ones.
+macro_rules! open {
+    ($access:ident, $msg:ty) => {
+        (Access::$access, |bytes| {
+            decode::<$msg>(bytes)?;
+            Ok(None)
         })
     };
 }
@@ -62,23 +77,23 @@ macro_rules! policy {
 /// The table, keyed by gRPC path.
 pub fn rules() -> HashMap<&'static str, Rule> {
     use Access::*;
-    let active = |access| Rule { access, while_pending: false };
-    let pending_ok = |access| Rule { access, while_pending: true };
-    let not_built = |why| Rule { access: NotBuilt(why), while_pending: false };
+    let active = |(access, target): (Access, TargetFn)| Rule { access, target, while_pending: false };
+    let pending_ok = |(access, target): (Access, TargetFn)| Rule { access, target, while_pending: true };
+    let not_built = |why| Rule { access: NotBuilt(why), target: |_| Ok(None), while_pending: false };
     const MODELS: &str = "experiment models and revisions (issue: models)";
     const IMAGES: &str = "disk images";
     const REASONS: &str = "action-reason templates";
 
     let table: Vec<(&'static str, Rule)> = vec![
         // === Identity ===
-        ("/portal.v1.Identity/Register", pending_ok(Public)),
-        ("/portal.v1.Identity/Login", pending_ok(Public)),
-        ("/portal.v1.Identity/Logout", pending_ok(SignedIn)),
+        ("/portal.v1.Identity/Register", pending_ok(open!(Public, pb::RegisterRequest))),
+        ("/portal.v1.Identity/Login", pending_ok(open!(Public, pb::LoginRequest))),
+        ("/portal.v1.Identity/Logout", pending_ok(open!(SignedIn, pb::LogoutRequest))),
         (
             "/portal.v1.Identity/GetIdentity",
             pending_ok(policy!(Identity, Read, pb::GetIdentityRequest, |r| Target::Identity(r.username))),
         ),
-        ("/portal.v1.Identity/ListIdentities", active(Admin)),
+        ("/portal.v1.Identity/ListIdentities", active(open!(Admin, pb::ListIdentityRequest))),
         (
             "/portal.v1.Identity/Unregister",
             pending_ok(policy!(Identity, Delete, pb::UnregisterRequest, |r| Target::Identity(r.username))),
@@ -90,7 +105,7 @@ pub fn rules() -> HashMap<&'static str, Rule> {
             ))),
         ),
         // === Workspace: users ===
-        ("/portal.v1.Workspace/GetUsers", active(SignedIn)),
+        ("/portal.v1.Workspace/GetUsers", active(open!(SignedIn, pb::GetUsersRequest))),
         (
             "/portal.v1.Workspace/GetUser",
             pending_ok(policy!(User, Read, pb::GetUserRequest, |r| Target::User(r.username))),
@@ -138,7 +153,7 @@ pub fn rules() -> HashMap<&'static str, Rule> {
             pending_ok(policy!(User, Update, pb::DeleteUserPublicKeysRequest, |r| Target::User(r.user))),
         ),
         // === Workspace: projects ===
-        ("/portal.v1.Workspace/GetProjects", active(SignedIn)),
+        ("/portal.v1.Workspace/GetProjects", active(open!(SignedIn, pb::GetProjectsRequest))),
         (
             "/portal.v1.Workspace/GetProject",
             active(policy!(Project, Read, pb::GetProjectRequest, |r| Target::Project(r.name))),
@@ -161,9 +176,9 @@ pub fn rules() -> HashMap<&'static str, Rule> {
             "/portal.v1.Workspace/DeleteProject",
             active(policy!(Project, Delete, pb::DeleteProjectRequest, |r| Target::Project(r.name))),
         ),
-        ("/portal.v1.Workspace/ActivateProject", active(Admin)),
-        ("/portal.v1.Workspace/FreezeProject", active(Admin)),
-        ("/portal.v1.Workspace/DeclineProject", active(Admin)),
+        ("/portal.v1.Workspace/ActivateProject", active(open!(Admin, pb::ActivateProjectRequest))),
+        ("/portal.v1.Workspace/FreezeProject", active(open!(Admin, pb::FreezeProjectRequest))),
+        ("/portal.v1.Workspace/DeclineProject", active(open!(Admin, pb::DeclineProjectRequest))),
         (
             "/portal.v1.Workspace/GetProjectMembers",
             active(policy!(Project, Read, pb::GetProjectMembersRequest, |r| Target::Project(r.name))),
@@ -189,7 +204,7 @@ pub fn rules() -> HashMap<&'static str, Rule> {
             active(policy!(Project, Read, pb::GetProjectExperimentsRequest, |r| Target::Project(r.project))),
         ),
         // === Workspace: organizations ===
-        ("/portal.v1.Workspace/GetOrganizations", active(SignedIn)),
+        ("/portal.v1.Workspace/GetOrganizations", active(open!(SignedIn, pb::GetOrganizationsRequest))),
         (
             "/portal.v1.Workspace/GetOrganization",
             active(policy!(Organization, Read, pb::GetOrganizationRequest, |r| Target::Organization(r.name))),
@@ -213,13 +228,19 @@ pub fn rules() -> HashMap<&'static str, Rule> {
                 r.name
             ))),
         ),
-        ("/portal.v1.Workspace/ActivateOrganization", active(Admin)),
-        ("/portal.v1.Workspace/FreezeOrganization", active(Admin)),
-        ("/portal.v1.Workspace/DeclineOrganization", active(Admin)),
+        ("/portal.v1.Workspace/ActivateOrganization", active(open!(Admin, pb::ActivateOrganizationRequest))),
+        ("/portal.v1.Workspace/FreezeOrganization", active(open!(Admin, pb::FreezeOrganizationRequest))),
+        ("/portal.v1.Workspace/DeclineOrganization", active(open!(Admin, pb::DeclineOrganizationRequest))),
         // Which side asks or confirms is domain logic (the workspace checks it); any signed-in
         // caller may try.
-        ("/portal.v1.Workspace/RequestOrganizationMembership", pending_ok(SignedIn)),
-        ("/portal.v1.Workspace/ConfirmOrganizationMembership", pending_ok(SignedIn)),
+        (
+            "/portal.v1.Workspace/RequestOrganizationMembership",
+            pending_ok(open!(SignedIn, pb::RequestOrganizationMembershipRequest)),
+        ),
+        (
+            "/portal.v1.Workspace/ConfirmOrganizationMembership",
+            pending_ok(open!(SignedIn, pb::ConfirmOrganizationMembershipRequest)),
+        ),
         (
             "/portal.v1.Workspace/GetOrganizationMember",
             active(policy!(Organization, Read, pb::GetOrganizationMemberRequest, |r| Target::Organization(
@@ -278,7 +299,7 @@ pub fn rules() -> HashMap<&'static str, Rule> {
             })),
         ),
         // === Workspace: experiments ===
-        ("/portal.v1.Workspace/GetExperiments", active(SignedIn)),
+        ("/portal.v1.Workspace/GetExperiments", active(open!(SignedIn, pb::GetExperimentsRequest))),
         (
             "/portal.v1.Workspace/GetExperiment",
             active(policy!(Experiment, Read, pb::GetExperimentRequest, |r| Target::Experiment {
@@ -312,13 +333,25 @@ pub fn rules() -> HashMap<&'static str, Rule> {
         ),
         ("/portal.v1.Workspace/GetRevision", not_built(MODELS)),
         // === Workspace: portal ===
-        ("/portal.v1.Workspace/Whoami", pending_ok(SignedIn)),
-        ("/portal.v1.Workspace/Health", pending_ok(Public)),
-        ("/portal.v1.Workspace/GetPolicy", pending_ok(SignedIn)),
-        ("/portal.v1.Workspace/GetUserConfigurations", pending_ok(Public)),
-        ("/portal.v1.Workspace/UpdateUserConfigurations", active(Admin)),
-        ("/portal.v1.Workspace/GetEntityTypeConfigurations", pending_ok(Public)),
-        ("/portal.v1.Workspace/UpdateEntityTypeConfigurations", active(Admin)),
+        ("/portal.v1.Workspace/Whoami", pending_ok(open!(SignedIn, pb::WhoamiRequest))),
+        ("/portal.v1.Workspace/Health", pending_ok(open!(Public, pb::HealthRequest))),
+        ("/portal.v1.Workspace/GetPolicy", pending_ok(open!(SignedIn, pb::GetPolicyRequest))),
+        (
+            "/portal.v1.Workspace/GetUserConfigurations",
+            pending_ok(open!(Public, pb::GetUserConfigurationsRequest)),
+        ),
+        (
+            "/portal.v1.Workspace/UpdateUserConfigurations",
+            active(open!(Admin, pb::UpdateUserConfigurationsRequest)),
+        ),
+        (
+            "/portal.v1.Workspace/GetEntityTypeConfigurations",
+            pending_ok(open!(Public, pb::GetEntityTypeConfigurationsRequest)),
+        ),
+        (
+            "/portal.v1.Workspace/UpdateEntityTypeConfigurations",
+            active(open!(Admin, pb::UpdateEntityTypeConfigurationsRequest)),
+        ),
         ("/portal.v1.Workspace/CreateImage", not_built(IMAGES)),
         ("/portal.v1.Workspace/DeleteImage", not_built(IMAGES)),
         ("/portal.v1.Workspace/GetImage", not_built(IMAGES)),
@@ -352,11 +385,13 @@ mod tests {
     #[test]
     fn policy_rules_refuse_malformed_requests() {
         let rules = rules();
-        let Access::Policy(_, _, target) = rules["/portal.v1.Workspace/GetProject"].access else {
-            panic!("GetProject must be policy-checked");
-        };
-        assert!(matches!(target(&[0xff, 0xff, 0xff]), Err(Error::InvalidArgument { .. })));
+        let rule = rules["/portal.v1.Workspace/GetProject"];
+        assert!(matches!(rule.access, Access::Policy(Entity::Project, Operation::Read)));
+        assert!(matches!((rule.target)(&[0xff, 0xff, 0xff]), Err(Error::InvalidArgument { .. })));
         let ok = pb::GetProjectRequest { name: "p".into(), status_ms: 0 }.encode_to_vec();
-        assert_eq!(target(&ok).unwrap(), Target::Project("p".into()));
+        assert_eq!((rule.target)(&ok).unwrap(), Some(Target::Project("p".into())));
+        // Rules without a target object still refuse malformed requests.
+        let whoami = rules["/portal.v1.Workspace/Whoami"];
+        assert!(matches!((whoami.target)(&[0x0a, 0x05, b'a']), Err(Error::InvalidArgument { .. })));
     }
 }

@@ -58,15 +58,31 @@ impl TestPortal {
     /// A portal on a fresh embedded store with the built-in policy.
     pub async fn start() -> TestPortal {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.path().join("state.redb")).expect("store"));
+        let store: Arc<dyn Store> =
+            Arc::new(EmbeddedStore::open(&dir.path().join("state.redb")).expect("store"));
         let mut portal = TestPortal::start_on(store, PolicyHandle::fixed(Policy::builtin())).await;
+        portal._dir = Some(dir);
+        portal
+    }
+
+    /// A portal on a fresh embedded store with the built-in policy and `config`.
+    pub async fn start_with(config: PortalConfig) -> TestPortal {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store: Arc<dyn Store> =
+            Arc::new(EmbeddedStore::open(&dir.path().join("state.redb")).expect("store"));
+        let mut portal = TestPortal::start_full(store, PolicyHandle::fixed(Policy::builtin()), config).await;
         portal._dir = Some(dir);
         portal
     }
 
     /// A portal over `store` governed by `policy`.
     pub async fn start_on(store: Arc<dyn Store>, policy: PolicyHandle) -> TestPortal {
-        let portal = Portal::new(store.clone(), policy, PortalConfig::default()).await.expect("portal");
+        TestPortal::start_full(store, policy, PortalConfig::default()).await
+    }
+
+    /// A portal over `store` governed by `policy`, with `config`.
+    pub async fn start_full(store: Arc<dyn Store>, policy: PolicyHandle, config: PortalConfig) -> TestPortal {
+        let portal = Portal::new(store.clone(), policy, config).await.expect("portal");
         portal.workspace().bootstrap_admin(Some(ADMIN_PASSWORD.to_owned())).await.expect("bootstrap admin");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");

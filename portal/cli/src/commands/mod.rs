@@ -9,7 +9,9 @@ mod users;
 
 use std::path::PathBuf;
 
-use crate::cli::{Cli, Command, DeleteCommand, DeleteMember, ListKind, NewCommand, NewMember, ShowCommand, UserTarget};
+use crate::cli::{
+    Cli, Command, DeleteCommand, DeleteMember, ListKind, NewCommand, NewMember, ShowCommand, UserTarget,
+};
 use crate::client::{self, Clients};
 use crate::config::{self, Config};
 use crate::error::CliError;
