@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(etcd-server etcd-client protobuf-compiler libprotobuf-dev openssh-client python3-venv curl ca-certificates)
+APT_PACKAGES=(etcd-server etcd-client protobuf-compiler libprotobuf-dev openssh-client openssl python3-venv curl ca-certificates)
 # Pinned: the versions the compatibility tests are written against.
 PY_PACKAGES=(mergetbapi==1.6.0 mergetb==1.3.16 mergexp==0.3.0 pytest==8.3.4)
 

@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Command-line client for Trellis and other MergeTB-compatible portals.
 #[derive(Debug, Parser)]
-#[command(name = "trellis", version, about, infer_subcommands = true, args_override_self = true)]
+#[command(name = "trellis", version, infer_subcommands = true, args_override_self = true)]
 pub struct Cli {
     /// Portal API address, `host:port` or `http(s)://host:port` (default: the logged-in server,
     /// else 127.0.0.1:7080).

@@ -54,15 +54,16 @@ impl Interceptor for Auth {
 /// Turns a user-supplied server into a URI: `host:port` becomes `http://host:port`.
 pub fn server_uri(server: &str) -> Result<String, CliError> {
     let bad = |reason: &str| CliError::BadServer { server: server.to_owned(), reason: reason.to_owned() };
-    let trimmed = server.trim().trim_end_matches('/');
-    if trimmed.is_empty() {
-        return Err(bad("it is empty"));
-    }
-    let uri = match trimmed.split_once("://") {
-        Some(("http" | "https", rest)) if !rest.is_empty() => trimmed.to_owned(),
+    let (scheme, rest) = match server.trim().split_once("://") {
+        Some((scheme @ ("http" | "https"), rest)) => (scheme, rest),
         Some(_) => return Err(bad("the scheme must be http:// or https://")),
-        None => format!("http://{trimmed}"),
+        None => ("http", server.trim()),
     };
+    let rest = rest.trim_end_matches('/');
+    if rest.is_empty() {
+        return Err(bad("no host is given"));
+    }
+    let uri = format!("{scheme}://{rest}");
     match uri.parse::<tonic::codegen::http::Uri>() {
         Ok(parsed) if parsed.host().is_some() => Ok(uri),
         _ => Err(bad("expected host:port or http(s)://host:port")),

@@ -1,6 +1,6 @@
 //! The client's configuration file: which portal to talk to and the login token.
 //!
-//! The file is YAML (`server:`, `token:`, `username:`) at `--config`, else
+//! The file is YAML (`server:`, `token:`, `username:`, optionally `ca_cert:`) at `--config`, else
 //! `$XDG_CONFIG_HOME/trellis/config.yml`, else `~/.config/trellis/config.yml`.
 //! It holds a bearer token, so it is written with mode 0600 in a 0700 directory, and replaced
 //! atomically (write a temporary file, then rename) so a crash never leaves half a token.
@@ -35,6 +35,9 @@ pub struct Config {
     /// Who logged in.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
+    /// Extra certificate authorities given at login, for an `https://` server with a private CA.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// The configuration file path when `--config` is not given.
@@ -105,6 +108,7 @@ mod tests {
             server: Some("http://127.0.0.1:1234".into()),
             token: Some("a.b.c".into()),
             username: Some("alice".into()),
+            ca_cert: Some("/etc/trellis/ca.pem".into()),
         };
         config.save(&path).unwrap();
         assert_eq!(Config::load(&path).unwrap(), config);

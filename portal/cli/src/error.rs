@@ -88,9 +88,12 @@ pub enum CliError {
     /// The portal answered with an error.
     #[error("{}", crate::client::describe_status(.0))]
     Rpc(Box<tonic::Status>),
-    /// Printing JSON failed (only on a closed or full standard output).
+    /// A response could not be turned into JSON.
     #[error("cannot print JSON")]
     Json(#[source] serde_json::Error),
+    /// Standard output could not be written.
+    #[error("cannot write to standard output")]
+    Stdout(#[source] std::io::Error),
     /// The async runtime could not start.
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),

@@ -51,7 +51,11 @@ fn report(err: &error::CliError) {
     let mut line = format!("error: {err}");
     let mut source = std::error::Error::source(err);
     while let Some(cause) = source {
-        line.push_str(&format!(": {cause}"));
+        // Transport errors wrap each other with the same text; say it once.
+        let text = format!(": {cause}");
+        if !line.ends_with(&text) {
+            line.push_str(&text);
+        }
         source = cause.source();
     }
     eprintln!("{line}");

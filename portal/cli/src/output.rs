@@ -16,9 +16,19 @@ use crate::error::CliError;
 
 /// Prints `value` as pretty JSON on standard output.
 pub fn print_json(value: &Value) -> Result<(), CliError> {
+    let mut text = serde_json::to_string_pretty(value).map_err(CliError::Json)?;
+    text.push('\n');
+    print_text(&text)
+}
+
+/// Prints `text` on standard output; a reader that went away (`trellis list users | head`)
+/// is not an error.
+pub fn print_text(text: &str) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value).map_err(CliError::Json)?;
-    writeln!(out).map_err(|e| CliError::Json(serde_json::Error::io(e)))
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(CliError::Stdout(e)),
+        _ => Ok(()),
+    }
 }
 
 /// Formats rows under upper-case `headers`, each column as wide as its widest cell.

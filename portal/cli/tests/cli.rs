@@ -39,22 +39,34 @@ fn trellisd_binary() -> PathBuf {
 /// A running `trellisd up`, stopped (by PID) when dropped.
 struct Portal {
     child: Child,
+    /// `127.0.0.1:<port>`.
     addr: String,
+    /// What `trellis --server` is given: `addr`, or `https://addr` when serving TLS.
+    server: String,
     dir: tempfile::TempDir,
 }
 
 impl Portal {
     fn start() -> Portal {
+        Portal::start_with(tempfile::tempdir().unwrap(), None)
+    }
+
+    /// Starts trellisd in `dir`, serving TLS with `tls` = (certificate chain, key) if given.
+    fn start_with(dir: tempfile::TempDir, tls: Option<(PathBuf, PathBuf)>) -> Portal {
         let binary = trellisd_binary();
-        let dir = tempfile::tempdir().unwrap();
         // A port picked by the kernel can be taken again before trellisd binds it: retry.
         for attempt in 0..3 {
             let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
             let addr = format!("127.0.0.1:{port}");
             let log = std::fs::File::create(dir.path().join(format!("trellisd-{attempt}.log"))).unwrap();
-            let mut child = Command::new(&binary)
+            let mut command = Command::new(&binary);
+            command
                 .args(["up", "--listen", &addr, "--data-dir"])
-                .arg(dir.path().join(format!("data-{attempt}")))
+                .arg(dir.path().join(format!("data-{attempt}")));
+            if let Some((cert, key)) = &tls {
+                command.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
+            }
+            let mut child = command
                 .env_clear()
                 .env("PATH", std::env::var_os("PATH").unwrap_or_default())
                 .env("HOME", dir.path())
@@ -65,8 +77,9 @@ impl Portal {
                 .stderr(log)
                 .spawn()
                 .unwrap();
-            if wait_healthy(&mut child, &addr) {
-                return Portal { child, addr, dir };
+            if wait_healthy(&mut child, &addr, tls.is_some()) {
+                let server = if tls.is_some() { format!("https://{addr}") } else { addr.clone() };
+                return Portal { child, addr, server, dir };
             }
             let _ = child.kill();
             let _ = child.wait();
@@ -86,13 +99,20 @@ impl Portal {
 }
 
 /// Polls `/healthz` until it answers 200, the process exits, or 60 s pass.
-fn wait_healthy(child: &mut Child, addr: &str) -> bool {
+///
+/// Over TLS this test speaks no TLS itself, so there it waits for the port to accept
+/// connections: trellisd binds only after opening its store, and serves right after binding.
+fn wait_healthy(child: &mut Child, addr: &str, tls: bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if child.try_wait().unwrap().is_some() {
             return false;
         }
-        if let Ok(mut stream) = TcpStream::connect(addr) {
+        if tls {
+            if TcpStream::connect(addr).is_ok() {
+                return true;
+            }
+        } else if let Ok(mut stream) = TcpStream::connect(addr) {
             stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
             let mut response = String::new();
@@ -126,7 +146,7 @@ impl Session<'_> {
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_trellis"));
         cmd.arg("--server")
-            .arg(&self.portal.addr)
+            .arg(&self.portal.server)
             .arg("--config")
             .arg(&self.config)
             .args(args)
@@ -262,11 +282,14 @@ fn register_activate_keys_projects_experiments() {
         "{listed}"
     );
     let keys = alice.json(&["keys", "list"]);
-    assert_eq!(names(&keys["keys"], "fingerprint"), [fp.clone()]);
+    assert_eq!(names(&keys["keys"], "fingerprint"), [fp.as_str()]);
     let file_key = std::fs::read_to_string(&public).unwrap();
     assert_eq!(keys["keys"][0]["key"].as_str().unwrap().trim(), file_key.trim());
     // Administrators may look at anyone's keys.
-    assert_eq!(names(&admin.json(&["keys", "list", "--user", "alice"])["keys"], "fingerprint"), [fp.clone()]);
+    assert_eq!(
+        names(&admin.json(&["keys", "list", "--user", "alice"])["keys"], "fingerprint"),
+        [fp.as_str()]
+    );
     alice.ok(&["keys", "delete", &fp]);
     assert_eq!(alice.json(&["keys", "list"])["keys"], Value::Array(vec![]));
 
@@ -444,4 +467,92 @@ fn default_config_file_is_private_and_tokens_stay_with_their_server() {
     let out = run(&["whoami"], Some(&other), "");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no access token provided"));
+}
+
+/// Runs `openssl` in `dir`, failing the test if it fails.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl is needed");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A private CA and a server certificate it signed for 127.0.0.1: (ca.pem, server.pem, server.key).
+fn private_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    std::fs::write(
+        dir.join("ca.cnf"),
+        "[req]\ndistinguished_name = dn\nx509_extensions = v3_ca\nprompt = no\n\
+         [dn]\nCN = trellis test CA\n\
+         [v3_ca]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\n\
+         subjectKeyIdentifier = hash\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "basicConstraints = CA:FALSE\nkeyUsage = critical,digitalSignature\n\
+         extendedKeyUsage = serverAuth\nsubjectAltName = IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let mut args =
+        vec!["req", "-x509", "-config", "ca.cnf", "-days", "2", "-keyout", "ca.key", "-out", "ca.pem"];
+    args.extend(ec);
+    openssl(dir, &args);
+    let mut args = vec![
+        "req",
+        "-new",
+        "-config",
+        "ca.cnf",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ];
+    args.extend(ec);
+    openssl(dir, &args);
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
+            "-out",
+            "server.pem",
+        ],
+    );
+    (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"))
+}
+
+#[test]
+fn https_with_a_private_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    let (ca, cert, key) = private_ca(&certs);
+    let portal = Portal::start_with(dir, Some((cert, key)));
+    assert!(portal.server.starts_with("https://"));
+
+    // Without the CA the server's certificate is not trusted.
+    let stranger = portal.session("stranger");
+    let stderr = stranger.fails(&["whoami"], 1);
+    assert!(stderr.contains(&format!("cannot connect to {}", portal.server)), "{stderr}");
+
+    // With it, login works, and the CA is remembered for later commands to this server.
+    let admin = portal.session("admin");
+    let ca = ca.to_str().unwrap();
+    let args = ["--ca-cert", ca, "login", "admin", "--password-stdin"];
+    succeeded(&args, admin.run_with_input(&args, &format!("{ADMIN_PASSWORD}\n")));
+    assert_eq!(admin.ok(&["whoami"]), "admin\n");
+    let config = std::fs::read_to_string(&admin.config).unwrap();
+    assert!(config.contains(&format!("ca_cert: {ca}")), "{config}");
 }

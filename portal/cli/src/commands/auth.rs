@@ -69,6 +69,13 @@ pub async fn login(ctx: Ctx, args: LoginArgs) -> Result<(), CliError> {
     config.server = Some(ctx.server.clone());
     config.token = Some(token);
     config.username = Some(args.username.clone());
+    // Kept as an absolute path: later commands may run from another directory.
+    config.ca_cert = match &ctx.ca_cert {
+        Some(path) => Some(
+            std::path::absolute(path).map_err(|source| CliError::ReadFile { path: path.clone(), source })?,
+        ),
+        None => None,
+    };
     config.save(&ctx.config_path)?;
     ctx.emit(json!({ "username": args.username, "server": ctx.server }), || {
         format!("logged in to {} as {}\n", ctx.server, args.username)

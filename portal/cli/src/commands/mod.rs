@@ -75,7 +75,8 @@ pub struct Ctx {
     pub config: Config,
     /// The portal, as a URI (`http://host:port`).
     pub server: String,
-    /// Extra certificate authorities for `https://` servers.
+    /// Extra certificate authorities for `https://` servers (`--ca-cert`, else the one stored
+    /// at login for this server).
     pub ca_cert: Option<PathBuf>,
 }
 
@@ -88,14 +89,23 @@ impl Ctx {
         let config = Config::load(&config_path)?;
         let server = cli.server.as_deref().or(config.server.as_deref()).unwrap_or(config::DEFAULT_SERVER);
         let server = client::server_uri(server)?;
-        Ok(Ctx { json: cli.json, config_path, config, server, ca_cert: cli.ca_cert.clone() })
+        let mut ctx = Ctx { json: cli.json, config_path, config, server, ca_cert: cli.ca_cert.clone() };
+        if ctx.ca_cert.is_none() && ctx.is_logged_in_server() {
+            ctx.ca_cert = ctx.config.ca_cert.clone();
+        }
+        Ok(ctx)
+    }
+
+    /// Whether the server is the one the configuration file's login is for.
+    fn is_logged_in_server(&self) -> bool {
+        let stored = self.config.server.as_deref().and_then(|s| client::server_uri(s).ok());
+        stored.as_deref() == Some(self.server.as_str())
     }
 
     /// The stored token, but only for the server it was issued by: a token must never be
     /// sent to a different portal just because `--server` pointed elsewhere.
     pub fn token(&self) -> Option<&str> {
-        let same_server = self.config.server.as_deref().and_then(|s| client::server_uri(s).ok());
-        if same_server.as_deref() == Some(self.server.as_str()) { self.config.token.as_deref() } else { None }
+        if self.is_logged_in_server() { self.config.token.as_deref() } else { None }
     }
 
     /// Connects, sending the stored token when there is one.
@@ -113,12 +123,7 @@ impl Ctx {
 
     /// Prints `value` as JSON in `--json` mode, else prints `human`.
     pub fn emit(&self, value: serde_json::Value, human: impl FnOnce() -> String) -> Result<(), CliError> {
-        if self.json {
-            output::print_json(&value)
-        } else {
-            print!("{}", human());
-            Ok(())
-        }
+        if self.json { output::print_json(&value) } else { output::print_text(&human()) }
     }
 
     /// Reports a change that returns nothing: `{}` in `--json` mode, else `message`.
