@@ -41,10 +41,11 @@ pub fn validate_name(field: &str, value: &str) -> Result<(), Error> {
         Some(format!("must be at most {MAX_NAME_LEN} characters (got {})", value.len()))
     } else if !value.as_bytes()[0].is_ascii_lowercase() {
         Some(format!("{value:?} must start with a lowercase letter"))
-    } else if let Some(bad) = value.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit())) {
-        Some(format!("{value:?} may contain only lowercase letters and digits (found {bad:?})"))
     } else {
-        None
+        value
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit()))
+            .map(|bad| format!("{value:?} may contain only lowercase letters and digits (found {bad:?})"))
     };
     match problem {
         Some(description) => Err(Error::invalid(field, description)),

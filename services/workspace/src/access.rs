@@ -3,7 +3,7 @@
 //! Pure functions over objects already read, so list filtering costs no extra store reads.
 
 use trellis_policy::{Relations, Role, Scope};
-use trellis_types::{Experiment, MemberRole, Organization, Project, User};
+use trellis_types::{Experiment, MemberRole, MemberState, Organization, Project, User, UserState};
 
 /// The caller of an operation, after authentication.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,9 +27,12 @@ pub fn project_relations(subject: &Subject, project: &Project, org: Option<&Orga
     if let Some(r) = project.active_role(&subject.username) {
         relations = relations.with(Scope::Project, role(r));
     }
+    // Only an approved organization that the project has actually joined (both sides agreed)
+    // extends its maintainers' reach to the project.
     let joined = project.org_membership.is_some_and(|m| m.is_active());
-    if let Some(org) = org.filter(|o| joined && project.organization.as_deref() == Some(o.name.as_str()))
-        && let Some(r) = org.active_role(&subject.username)
+    if let Some(org) = org.filter(|o| {
+        joined && o.state == UserState::Active && project.organization.as_deref() == Some(o.name.as_str())
+    }) && let Some(r) = org.active_role(&subject.username)
     {
         relations = relations.with(Scope::Organization, role(r));
     }
@@ -47,13 +50,16 @@ pub fn experiment_relations(
     if experiment.creator == subject.username {
         relations = relations.with(Scope::Experiment, Role::Creator);
     }
-    if experiment.maintainers.iter().any(|m| *m == subject.username) {
+    if experiment.maintainers.contains(&subject.username) {
         relations = relations.with(Scope::Experiment, Role::Maintainer);
     }
     relations
 }
 
 /// Relations to an organization: the caller's role in it.
+///
+/// Unlike the reach into projects and users, this holds for pending organizations too, so their
+/// creators can manage them while they wait for approval.
 pub fn organization_relations(subject: &Subject, org: &Organization) -> Relations {
     match org.active_role(&subject.username) {
         Some(r) => Relations::new().with(Scope::Organization, role(r)),
@@ -64,13 +70,25 @@ pub fn organization_relations(subject: &Subject, org: &Organization) -> Relation
 /// Relations to another user: `User.Self` for oneself; the caller's role in any organization the
 /// user belongs to or has asked to join (organization maintainers approve their users); the
 /// caller's role in any project both share.
-pub fn user_relations(subject: &Subject, caller: Option<&User>, target: &User) -> Relations {
+///
+/// An organization only counts when the user agreed to it (an active membership, or one the
+/// user requested): an invitation the user has not accepted gives the organization nothing.
+/// `approved` says whether an organization is approved; unapproved ones count for nothing.
+pub fn user_relations(
+    subject: &Subject,
+    caller: Option<&User>,
+    target: &User,
+    approved: &dyn Fn(&str) -> bool,
+) -> Relations {
     let mut relations = Relations::new();
     if subject.username == target.username {
         relations = relations.with(Scope::User, Role::Self_);
     }
     if let Some(caller) = caller {
-        for (org, _) in target.organizations.iter() {
+        let consented = |m: &&trellis_types::Member| {
+            matches!(m.state, MemberState::Active | MemberState::MemberRequested)
+        };
+        for (org, _) in target.organizations.iter().filter(|(o, m)| consented(m) && approved(o)) {
             if let Some(m) = caller.organizations.get(org).filter(|m| m.is_active()) {
                 relations = relations.with(Scope::Organization, role(m.role));
             }
@@ -113,6 +131,9 @@ mod tests {
         // The org's maintainer has access only once the project has joined the org.
         assert!(project_relations(&subject("carol"), &project, Some(&org)).is_empty());
         project.org_membership = Some(Member::active(MemberRole::Member));
+        // ... and only once the organization is approved.
+        assert!(project_relations(&subject("carol"), &project, Some(&org)).is_empty());
+        org.state = trellis_types::UserState::Active;
         let carol = project_relations(&subject("carol"), &project, Some(&org));
         assert!(carol.contains(Grant::new(Scope::Organization, Role::Maintainer)));
     }
@@ -139,13 +160,29 @@ mod tests {
         let mut alice = User { username: "alice".into(), ..Default::default() };
         let mut bob = User { username: "bob".into(), ..Default::default() };
         assert!(
-            user_relations(&subject("alice"), Some(&alice), &alice)
+            user_relations(&subject("alice"), Some(&alice), &alice, &|_| true)
                 .contains(Grant::new(Scope::User, Role::Self_))
         );
-        assert!(user_relations(&subject("alice"), Some(&alice), &bob).is_empty());
+        assert!(user_relations(&subject("alice"), Some(&alice), &bob, &|_| true).is_empty());
         alice.projects.insert("p".into(), Member::active(MemberRole::Creator));
         bob.projects.insert("p".into(), Member::active(MemberRole::Member));
-        let rel = user_relations(&subject("alice"), Some(&alice), &bob);
+        let rel = user_relations(&subject("alice"), Some(&alice), &bob, &|_| true);
         assert!(rel.contains(Grant::new(Scope::Project, Role::Creator)));
+    }
+
+    #[test]
+    fn organizations_reach_only_users_who_agreed() {
+        let mut carol = User { username: "carol".into(), ..Default::default() };
+        carol.organizations.insert("o".into(), Member::active(MemberRole::Maintainer));
+        let mut dave = User { username: "dave".into(), ..Default::default() };
+        let org_maintainer = Grant::new(Scope::Organization, Role::Maintainer);
+        // Invited by the organization but not accepted: no reach.
+        dave.organizations.insert("o".into(), Member { role: MemberRole::Member, state: MemberState::EntityRequested });
+        assert!(!user_relations(&subject("carol"), Some(&carol), &dave, &|_| true).contains(org_maintainer));
+        // Asked to join: the maintainers may now admit them.
+        dave.organizations.insert("o".into(), Member { role: MemberRole::Member, state: MemberState::MemberRequested });
+        assert!(user_relations(&subject("carol"), Some(&carol), &dave, &|_| true).contains(org_maintainer));
+        // ... but not while the organization itself is unapproved.
+        assert!(!user_relations(&subject("carol"), Some(&carol), &dave, &|_| false).contains(org_maintainer));
     }
 }

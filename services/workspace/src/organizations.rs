@@ -269,35 +269,63 @@ impl Workspace {
         .await
     }
 
-    /// Sets (or with `None` removes) a membership directly; the policy has already allowed the
-    /// caller to update the organization.
+    /// Sets (or with `None` removes) a membership on the organization's side; the policy has
+    /// already allowed `caller` to update the organization. Returns what was stored.
+    ///
+    /// The organization side alone cannot make someone a member: unless the member side agrees
+    /// (the user themselves, a maintainer of the project, or an administrator), a new
+    /// membership is only an invitation (`EntityRequested`) until the member confirms it. A
+    /// membership the member had asked for becomes active, and an active one keeps its state
+    /// while its role changes.
     pub async fn set_organization_membership(
         &self,
         org: &str,
         kind: MembershipKind,
         id: &str,
         member: Option<Member>,
-    ) -> Result<(), Error> {
+        caller: &str,
+        caller_is_admin: bool,
+    ) -> Result<Option<Member>, Error> {
         let store = self.store.as_ref();
         retrying("set organization membership", || async move {
-            let mut o =
-                load_required::<Organization>(store, &keys::organization(org), "organization", org).await?;
+            let mut o = load_required::<Organization>(store, &keys::organization(org), "organization", org).await?;
             let existing = match kind {
-                MembershipKind::User => o.value.members.get(id),
-                MembershipKind::Project => o.value.projects.get(id),
+                MembershipKind::User => o.value.members.get(id).copied(),
+                MembershipKind::Project => o.value.projects.get(id).copied(),
             };
             if existing.is_some_and(|m| m.role == MemberRole::Creator) {
-                return Err(Error::FailedPrecondition(format!(
-                    "{id} created organization {org}; that role stays"
-                )));
+                return Err(Error::FailedPrecondition(format!("{id} created organization {org}; that role stays")));
             }
             if member.is_some_and(|m| m.role == MemberRole::Creator) {
                 return Err(Error::invalid("member.role", "an organization has exactly one Creator"));
             }
+            let stored = match member {
+                None => None,
+                Some(wanted) => {
+                    let member_side = caller_is_admin
+                        || match kind {
+                            MembershipKind::User => caller == id,
+                            MembershipKind::Project => load::<Project>(store, &keys::project(id))
+                                .await?
+                                .is_some_and(|p| {
+                                    p.value.active_role(caller).is_some_and(|r| r >= MemberRole::Maintainer)
+                                }),
+                        };
+                    let state = if member_side {
+                        wanted.state
+                    } else {
+                        match existing.map(|m| m.state) {
+                            Some(MemberState::Active | MemberState::MemberRequested) => MemberState::Active,
+                            _ => MemberState::EntityRequested,
+                        }
+                    };
+                    Some(Member { role: wanted.role, state })
+                }
+            };
             let mut tx = Tx::new();
-            self.stage_org_membership(&mut tx, &mut o, kind, id, member).await?;
+            self.stage_org_membership(&mut tx, &mut o, kind, id, stored).await?;
             tx.update(&keys::organization(org), &o)?;
-            Ok(tx.commit(store).await?.then_some(()))
+            Ok(tx.commit(store).await?.then_some(stored))
         })
         .await
     }

@@ -241,7 +241,7 @@ impl Workspace {
             let Some((mut identity, rev)) = load_identity(store, username).await? else {
                 return Err(Error::not_found("identity", username));
             };
-            identity.password_hash.clone_from(&hash);
+            identity.password_hash.clone_from(hash);
             let (compare, op) = identity.update_ops(rev)?;
             let mut tx = Tx::new();
             tx.compare(compare).op(op);

@@ -132,6 +132,11 @@ impl Fixture {
         WorkspaceClient::with_interceptor(channel, Bearer(Some(token.to_owned())))
     }
 
+    /// A workspace client over `channel` without a token.
+    pub fn anonymous(channel: Channel) -> Ws {
+        WorkspaceClient::with_interceptor(channel, Bearer(None))
+    }
+
     async fn login(&self, username: &str, password: &str) -> anyhow::Result<String> {
         let mut id = IdentityClient::new(self.channel().await?);
         let reply = id

@@ -6,7 +6,10 @@
 //! raw `store.get` of the project's key against an authorized `GetProject` over gRPC, and a raw
 //! compare-and-swap create against an authorized `CreateExperiment`. It prints req/s, p50/p99
 //! and each subject's rate as a fraction of its peer's, plus how many store calls one API call
-//! made.
+//! made. Two breakdown rows split the authorized read's cost: `Health` without a token (the
+//! gRPC stack and one store read) and `Whoami` (the gRPC stack and authentication only). A
+//! last row creates experiments with one user and project per task, which separates the cost
+//! of conflicts on the shared project and user records from the cost of the call itself.
 //!
 //! Layout:
 //! - `fixture`: the backend, the portal, accounts and clients.
@@ -135,6 +138,8 @@ mod tests {
             ops,
             [
                 OpKind::RawRead,
+                OpKind::Health,
+                OpKind::Whoami,
                 OpKind::GetProject,
                 OpKind::RawCreate,
                 OpKind::CreateExperiment,
@@ -154,6 +159,9 @@ mod tests {
         let get = report.row(OpKind::GetProject).unwrap();
         assert!(get.calls.gets > get.sample.attempts, "{:?}", get.calls);
         assert_eq!(get.calls.txns, 0, "reads write nothing");
+        let health = report.row(OpKind::Health).unwrap();
+        assert_eq!(health.calls.other, health.sample.attempts, "one revision query per health check");
+        assert_eq!(health.calls.gets, 0, "no token, so no authentication reads");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,7 @@ use tonic::transport::Channel;
 use crate::counting::Snapshot;
 use crate::fixture::{Backend, Fixture, Member, Ws};
 use crate::measure::{Sample, drive};
-use crate::workers::{CreateExperiment, GetProject, RawCreate, RawRead, Worker, project_key};
+use crate::workers::{CreateExperiment, GetProject, Health, RawCreate, RawRead, Whoami, Worker, project_key};
 
 /// How the gRPC workers reach the portal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -36,6 +36,8 @@ pub struct Settings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpKind {
     RawRead,
+    Health,
+    Whoami,
     GetProject,
     RawCreate,
     CreateExperiment,
@@ -47,6 +49,8 @@ impl OpKind {
     pub fn label(self) -> &'static str {
         match self {
             OpKind::RawRead => "(a) raw store get (project key)",
+            OpKind::Health => "(b0) Health, no token: gRPC + 1 store read",
+            OpKind::Whoami => "(b1) Whoami: gRPC + authentication only",
             OpKind::GetProject => "(b) authorized GetProject (gRPC)",
             OpKind::RawCreate => "(c) raw store txn (CAS create)",
             OpKind::CreateExperiment => "(d) authorized CreateExperiment, one project",
@@ -57,7 +61,7 @@ impl OpKind {
     /// The raw-store operation this one is compared with.
     pub fn peer(self) -> Option<OpKind> {
         match self {
-            OpKind::GetProject => Some(OpKind::RawRead),
+            OpKind::Health | OpKind::Whoami | OpKind::GetProject => Some(OpKind::RawRead),
             OpKind::CreateExperiment | OpKind::CreateExperimentSpread => Some(OpKind::RawCreate),
             OpKind::RawRead | OpKind::RawCreate => None,
         }
@@ -126,6 +130,19 @@ async fn measure_all(fixture: &Fixture, settings: &Settings) -> anyhow::Result<B
 
     let mut workers = Vec::with_capacity(c);
     for _ in 0..c {
+        let channel = connection(fixture, settings, &shared).await?;
+        workers.push(Health { client: Fixture::anonymous(channel) });
+    }
+    rows.push(measure(fixture, settings, OpKind::Health, workers).await?);
+
+    let mut workers = Vec::with_capacity(c);
+    for _ in 0..c {
+        workers.push(Whoami { client: client(fixture, settings, &shared, &main).await? });
+    }
+    rows.push(measure(fixture, settings, OpKind::Whoami, workers).await?);
+
+    let mut workers = Vec::with_capacity(c);
+    for _ in 0..c {
         let client = client(fixture, settings, &shared, &main).await?;
         workers.push(GetProject { client, project: main.project.clone() });
     }
@@ -155,6 +172,14 @@ async fn measure_all(fixture: &Fixture, settings: &Settings) -> anyhow::Result<B
     Ok(BackendReport { backend: fixture.backend, rows })
 }
 
+/// The shared connection or a new one, as the settings say.
+async fn connection(fixture: &Fixture, settings: &Settings, shared: &Channel) -> anyhow::Result<Channel> {
+    Ok(match settings.channel {
+        ChannelMode::Shared => shared.clone(),
+        ChannelMode::PerTask => fixture.channel().await?,
+    })
+}
+
 /// A client for `member` over the shared connection or a new one of its own.
 async fn client(
     fixture: &Fixture,
@@ -162,11 +187,7 @@ async fn client(
     shared: &Channel,
     member: &Member,
 ) -> anyhow::Result<Ws> {
-    let channel = match settings.channel {
-        ChannelMode::Shared => shared.clone(),
-        ChannelMode::PerTask => fixture.channel().await?,
-    };
-    Ok(Fixture::workspace(channel, &member.token))
+    Ok(Fixture::workspace(connection(fixture, settings, shared).await?, &member.token))
 }
 
 async fn measure<W: Worker>(

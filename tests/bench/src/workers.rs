@@ -58,6 +58,37 @@ impl Worker for GetProject {
     }
 }
 
+/// `Workspace/Health` without a token: the gRPC stack plus one store read, no authentication
+/// (a breakdown row: what any API call costs before authorization).
+pub struct Health {
+    pub client: Ws,
+}
+
+impl Worker for Health {
+    async fn call(&mut self) -> Result<(), String> {
+        match self.client.health(pb::HealthRequest {}).await {
+            Ok(reply) if reply.get_ref().status == "OK" => Ok(()),
+            Ok(reply) => Err(format!("health: {}", reply.get_ref().status)),
+            Err(status) => Err(format!("{:?}: {}", status.code(), status.message())),
+        }
+    }
+}
+
+/// `Workspace/Whoami` with the caller's token: the gRPC stack plus authentication (token
+/// signature, revocation check, the caller's account) and no handler work (a breakdown row).
+pub struct Whoami {
+    pub client: Ws,
+}
+
+impl Worker for Whoami {
+    async fn call(&mut self) -> Result<(), String> {
+        match self.client.whoami(pb::WhoamiRequest {}).await {
+            Ok(_) => Ok(()),
+            Err(status) => Err(format!("{:?}: {}", status.code(), status.message())),
+        }
+    }
+}
+
 /// About the size of a stored experiment record, so the raw writes move similar bytes.
 const RAW_VALUE_BYTES: usize = 256;
 

@@ -104,10 +104,14 @@ impl WorkspaceApi {
             let Some(changes) = changes else { continue };
             for (id, m) in &changes.set {
                 let member = member_from("members.set", m).map_err(status)?;
-                ws.set_organization_membership(&r.name, kind, id, Some(member)).await.map_err(status)?;
+                ws.set_organization_membership(&r.name, kind, id, Some(member), caller.username(), caller.is_admin())
+                    .await
+                    .map_err(status)?;
             }
             for id in &changes.remove {
-                ws.set_organization_membership(&r.name, kind, id, None).await.map_err(status)?;
+                ws.set_organization_membership(&r.name, kind, id, None, caller.username(), caller.is_admin())
+                    .await
+                    .map_err(status)?;
             }
         }
         ok(pb::UpdateOrganizationResponse {})
@@ -204,10 +208,19 @@ impl WorkspaceApi {
             )));
         }
         let member = member_from("member", &r.member.unwrap_or_default()).map_err(status)?;
-        ws.set_organization_membership(&r.organization, MembershipKind::User, &r.username, Some(member))
+        let caller = caller(&request).map_err(status)?;
+        let stored = ws
+            .set_organization_membership(
+                &r.organization,
+                MembershipKind::User,
+                &r.username,
+                Some(member),
+                caller.username(),
+                caller.is_admin(),
+            )
             .await
             .map_err(status)?;
-        ok(pb::UpdateOrganizationMemberResponse { member: Some(member_to(&member)) })
+        ok(pb::UpdateOrganizationMemberResponse { member: stored.as_ref().map(member_to) })
     }
 
     pub(crate) async fn delete_organization_member(
@@ -215,9 +228,10 @@ impl WorkspaceApi {
         request: Request<pb::DeleteOrganizationMemberRequest>,
     ) -> Reply<pb::DeleteOrganizationMemberResponse> {
         let r = request.get_ref();
+        let who = caller(&request).map_err(status)?;
         self.0
             .workspace
-            .set_organization_membership(&r.organization, MembershipKind::User, &r.username, None)
+            .set_organization_membership(&r.organization, MembershipKind::User, &r.username, None, who.username(), who.is_admin())
             .await
             .map_err(status)?;
         ok(pb::DeleteOrganizationMemberResponse {})
@@ -248,10 +262,11 @@ impl WorkspaceApi {
         request: Request<pb::AddOrganizationProjectRequest>,
     ) -> Reply<pb::AddOrganizationProjectResponse> {
         let r = request.get_ref();
+        let who = caller(&request).map_err(status)?;
         let member = member_from("member", &r.member.unwrap_or_default()).map_err(status)?;
         self.0
             .workspace
-            .set_organization_membership(&r.organization, MembershipKind::Project, &r.project, Some(member))
+            .set_organization_membership(&r.organization, MembershipKind::Project, &r.project, Some(member), who.username(), who.is_admin())
             .await
             .map_err(status)?;
         ok(pb::AddOrganizationProjectResponse {})
@@ -262,10 +277,11 @@ impl WorkspaceApi {
         request: Request<pb::UpdateOrganizationProjectRequest>,
     ) -> Reply<pb::UpdateOrganizationProjectResponse> {
         let r = request.get_ref();
+        let who = caller(&request).map_err(status)?;
         let member = member_from("member", &r.member.unwrap_or_default()).map_err(status)?;
         self.0
             .workspace
-            .set_organization_membership(&r.organization, MembershipKind::Project, &r.project, Some(member))
+            .set_organization_membership(&r.organization, MembershipKind::Project, &r.project, Some(member), who.username(), who.is_admin())
             .await
             .map_err(status)?;
         ok(pb::UpdateOrganizationProjectResponse {})
@@ -276,9 +292,10 @@ impl WorkspaceApi {
         request: Request<pb::DeleteOrganizationProjectRequest>,
     ) -> Reply<pb::DeleteOrganizationProjectResponse> {
         let r = request.get_ref();
+        let who = caller(&request).map_err(status)?;
         self.0
             .workspace
-            .set_organization_membership(&r.organization, MembershipKind::Project, &r.project, None)
+            .set_organization_membership(&r.organization, MembershipKind::Project, &r.project, None, who.username(), who.is_admin())
             .await
             .map_err(status)?;
         ok(pb::DeleteOrganizationProjectResponse {})

@@ -21,7 +21,7 @@ impl WorkspaceApi {
         let caller = caller(&request).map_err(status)?;
         let by_all = request.get_ref().filter == pb::FilterMode::ByAll as i32;
         let users = self.0.workspace.list_users().await.map_err(status)?;
-        let mut users = self.0.gate.visible_users(caller, users);
+        let mut users = self.0.gate.visible_users(caller, users).await.map_err(status)?;
         if !by_all {
             // "Mine": myself and the people I share a project or organization with.
             let me = &caller.user;
@@ -116,6 +116,13 @@ impl WorkspaceApi {
                 .check(&caller, Entity::User, Operation::Create, &Target::User(r.username.clone()))
                 .await
                 .map_err(status)?;
+        }
+        if !r.email.is_empty() && r.username != caller.username() && !caller.is_admin() {
+            // The address is also the login identity's; only its owner may change it.
+            return Err(status(Error::PermissionDenied(format!(
+                "only {} or an administrator may change {}'s email address",
+                r.username, r.username
+            ))));
         }
         if r.toggle_admin && !caller.is_admin() {
             return Err(status(Error::PermissionDenied(

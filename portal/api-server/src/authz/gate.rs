@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use trellis_policy::{
     AccessMode as PolicyMode, AccessRequest, Entity, Operation, PolicyHandle, Relations, Role, Scope,
 };
-use trellis_types::{AccessMode, Error, Experiment, Organization, Project, User};
+use trellis_types::{AccessMode, Error, Experiment, Organization, Project, User, UserState};
 use trellis_workspace::Workspace;
 use trellis_workspace::access::{
     experiment_relations, organization_relations, project_relations, user_relations,
@@ -92,7 +92,9 @@ impl Gate {
         let (access_mode, relations) = match target {
             Target::User(name) => {
                 let user = ws.get_user(name).await?;
-                (user.access_mode, user_relations(subject, Some(&caller.user), &user))
+                let orgs = self.organizations_by_name().await?;
+                let approved = |o: &str| orgs.get(o).is_some_and(|o| o.state == UserState::Active);
+                (user.access_mode, user_relations(subject, Some(&caller.user), &user, &approved))
             }
             Target::Identity(name) => {
                 ws.get_user(name).await?;
@@ -105,6 +107,7 @@ impl Gate {
             }
             Target::Project(name) => {
                 let project = ws.get_project(name).await?;
+                Self::usable(caller, &project)?;
                 let org = self.organization_of(&project).await?;
                 (project.access_mode, project_relations(subject, &project, org.as_ref()))
             }
@@ -123,16 +126,29 @@ impl Gate {
             Target::Experiment { project, name } => {
                 let experiment = ws.get_experiment(project, name).await?;
                 let project = ws.get_project(project).await?;
+                Self::usable(caller, &project)?;
                 let org = self.organization_of(&project).await?;
                 (experiment.access_mode, experiment_relations(subject, &experiment, &project, org.as_ref()))
             }
             Target::NewExperiment { project, mode } => {
                 let project = ws.get_project(project).await?;
+                Self::usable(caller, &project)?;
                 let org = self.organization_of(&project).await?;
                 (*mode, project_relations(subject, &project, org.as_ref()))
             }
         };
         self.decide(caller, entity, access_mode, operation, &relations)
+    }
+
+    /// Frozen projects are closed to everyone but administrators, whatever the policy says.
+    fn usable(caller: &Caller, project: &Project) -> Result<(), Error> {
+        if project.state == UserState::Frozen && !caller.is_admin() {
+            return Err(Error::PermissionDenied(format!(
+                "project {} is frozen; contact a portal administrator",
+                project.name
+            )));
+        }
+        Ok(())
     }
 
     async fn organization_of(&self, project: &Project) -> Result<Option<Organization>, Error> {
@@ -143,14 +159,16 @@ impl Gate {
     }
 
     /// The users `caller` may read.
-    pub fn visible_users(&self, caller: &Caller, users: Vec<User>) -> Vec<User> {
-        users
+    pub async fn visible_users(&self, caller: &Caller, users: Vec<User>) -> Result<Vec<User>, Error> {
+        let orgs = self.organizations_by_name().await?;
+        let approved = |o: &str| orgs.get(o).is_some_and(|o| o.state == UserState::Active);
+        Ok(users
             .into_iter()
             .filter(|u| {
-                let relations = user_relations(&caller.subject, Some(&caller.user), u);
+                let relations = user_relations(&caller.subject, Some(&caller.user), u, &approved);
                 self.decide(caller, Entity::User, u.access_mode, Operation::Read, &relations).is_ok()
             })
-            .collect()
+            .collect())
     }
 
     /// The organizations `caller` may read.

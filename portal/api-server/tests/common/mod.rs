@@ -6,7 +6,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use base64::Engine;
 use tokio_util::sync::CancellationToken;
+use tonic::{Code, Status};
 use tonic::metadata::MetadataValue;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -148,5 +150,43 @@ impl TestPortal {
     pub async fn as_user(&self, username: &str) -> (Ws, Id) {
         let token = self.login(username, PASSWORD).await;
         self.clients(Some(token)).await
+    }
+}
+
+// === helpers shared by the policy tests ===
+
+pub fn done<T>(r: Result<tonic::Response<T>, Status>) -> Result<(), Status> {
+    r.map(drop)
+}
+
+pub fn active(role: pb::member::Role) -> pb::Member {
+    pb::Member { role: role as i32, state: pb::member::State::Active as i32 }
+}
+
+pub fn members(list: &[(&str, pb::member::Role)]) -> Option<pb::MembershipUpdate> {
+    Some(pb::MembershipUpdate {
+        set: list.iter().map(|(name, role)| (name.to_string(), active(*role))).collect(),
+        remove: vec![],
+    })
+}
+
+/// A distinct, well-formed OpenSSH ed25519 public key line.
+pub fn ssh_key(n: u32) -> String {
+    let mut blob = Vec::new();
+    blob.extend_from_slice(&11u32.to_be_bytes());
+    blob.extend_from_slice(b"ssh-ed25519");
+    blob.extend_from_slice(&32u32.to_be_bytes());
+    let mut raw = [7u8; 32];
+    raw[..4].copy_from_slice(&n.to_be_bytes());
+    blob.extend_from_slice(&raw);
+    format!("ssh-ed25519 {} row{n}", base64::engine::general_purpose::STANDARD.encode(blob))
+}
+
+/// The response, or `None` for NOT_FOUND; anything else is a harness failure.
+pub fn found<T>(r: Result<tonic::Response<T>, Status>) -> Option<T> {
+    match r {
+        Ok(r) => Some(r.into_inner()),
+        Err(e) if e.code() == Code::NotFound => None,
+        Err(e) => panic!("reading back an effect: {e:?}"),
     }
 }
