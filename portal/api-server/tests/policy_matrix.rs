@@ -249,10 +249,6 @@ fn expected(cells: &str) -> Vec<Option<Outcome>> {
     v
 }
 
-
-
-
-
 const PORG: &str = "porg";
 const PX: &str = "px";
 const PU: &str = "pu";
@@ -519,7 +515,6 @@ impl World {
             .and_then(|r| r.user)
     }
 }
-
 
 /// Performs one cell: the call as `role`, and whether its effect is visible afterwards (for
 /// calls that change something).

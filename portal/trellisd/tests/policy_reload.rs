@@ -76,9 +76,12 @@ async fn policy_edits_apply_live_and_bad_ones_are_rejected() {
         .into_inner()
         .token;
     let mut ws = WorkspaceClient::new(channel.clone());
-    ws.activate_user(authed(pb::ActivateUserRequest { username: "alice".into(), ..Default::default() }, &admin))
-        .await
-        .unwrap();
+    ws.activate_user(authed(
+        pb::ActivateUserRequest { username: "alice".into(), ..Default::default() },
+        &admin,
+    ))
+    .await
+    .unwrap();
     let alice = id
         .login(pb::LoginRequest { username: "alice".into(), password: "alice-password".into() })
         .await

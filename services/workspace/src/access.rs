@@ -177,10 +177,12 @@ mod tests {
         let mut dave = User { username: "dave".into(), ..Default::default() };
         let org_maintainer = Grant::new(Scope::Organization, Role::Maintainer);
         // Invited by the organization but not accepted: no reach.
-        dave.organizations.insert("o".into(), Member { role: MemberRole::Member, state: MemberState::EntityRequested });
+        dave.organizations
+            .insert("o".into(), Member { role: MemberRole::Member, state: MemberState::EntityRequested });
         assert!(!user_relations(&subject("carol"), Some(&carol), &dave, &|_| true).contains(org_maintainer));
         // Asked to join: the maintainers may now admit them.
-        dave.organizations.insert("o".into(), Member { role: MemberRole::Member, state: MemberState::MemberRequested });
+        dave.organizations
+            .insert("o".into(), Member { role: MemberRole::Member, state: MemberState::MemberRequested });
         assert!(user_relations(&subject("carol"), Some(&carol), &dave, &|_| true).contains(org_maintainer));
         // ... but not while the organization itself is unapproved.
         assert!(!user_relations(&subject("carol"), Some(&carol), &dave, &|_| false).contains(org_maintainer));

@@ -288,13 +288,16 @@ impl Workspace {
     ) -> Result<Option<Member>, Error> {
         let store = self.store.as_ref();
         retrying("set organization membership", || async move {
-            let mut o = load_required::<Organization>(store, &keys::organization(org), "organization", org).await?;
+            let mut o =
+                load_required::<Organization>(store, &keys::organization(org), "organization", org).await?;
             let existing = match kind {
                 MembershipKind::User => o.value.members.get(id).copied(),
                 MembershipKind::Project => o.value.projects.get(id).copied(),
             };
             if existing.is_some_and(|m| m.role == MemberRole::Creator) {
-                return Err(Error::FailedPrecondition(format!("{id} created organization {org}; that role stays")));
+                return Err(Error::FailedPrecondition(format!(
+                    "{id} created organization {org}; that role stays"
+                )));
             }
             if member.is_some_and(|m| m.role == MemberRole::Creator) {
                 return Err(Error::invalid("member.role", "an organization has exactly one Creator"));
@@ -305,11 +308,11 @@ impl Workspace {
                     let member_side = caller_is_admin
                         || match kind {
                             MembershipKind::User => caller == id,
-                            MembershipKind::Project => load::<Project>(store, &keys::project(id))
-                                .await?
-                                .is_some_and(|p| {
+                            MembershipKind::Project => {
+                                load::<Project>(store, &keys::project(id)).await?.is_some_and(|p| {
                                     p.value.active_role(caller).is_some_and(|r| r >= MemberRole::Maintainer)
-                                }),
+                                })
+                            }
                         };
                     let state = if member_side {
                         wanted.state

@@ -104,9 +104,16 @@ impl WorkspaceApi {
             let Some(changes) = changes else { continue };
             for (id, m) in &changes.set {
                 let member = member_from("members.set", m).map_err(status)?;
-                ws.set_organization_membership(&r.name, kind, id, Some(member), caller.username(), caller.is_admin())
-                    .await
-                    .map_err(status)?;
+                ws.set_organization_membership(
+                    &r.name,
+                    kind,
+                    id,
+                    Some(member),
+                    caller.username(),
+                    caller.is_admin(),
+                )
+                .await
+                .map_err(status)?;
             }
             for id in &changes.remove {
                 ws.set_organization_membership(&r.name, kind, id, None, caller.username(), caller.is_admin())
@@ -231,7 +238,14 @@ impl WorkspaceApi {
         let who = caller(&request).map_err(status)?;
         self.0
             .workspace
-            .set_organization_membership(&r.organization, MembershipKind::User, &r.username, None, who.username(), who.is_admin())
+            .set_organization_membership(
+                &r.organization,
+                MembershipKind::User,
+                &r.username,
+                None,
+                who.username(),
+                who.is_admin(),
+            )
             .await
             .map_err(status)?;
         ok(pb::DeleteOrganizationMemberResponse {})
@@ -266,7 +280,14 @@ impl WorkspaceApi {
         let member = member_from("member", &r.member.unwrap_or_default()).map_err(status)?;
         self.0
             .workspace
-            .set_organization_membership(&r.organization, MembershipKind::Project, &r.project, Some(member), who.username(), who.is_admin())
+            .set_organization_membership(
+                &r.organization,
+                MembershipKind::Project,
+                &r.project,
+                Some(member),
+                who.username(),
+                who.is_admin(),
+            )
             .await
             .map_err(status)?;
         ok(pb::AddOrganizationProjectResponse {})
@@ -281,7 +302,14 @@ impl WorkspaceApi {
         let member = member_from("member", &r.member.unwrap_or_default()).map_err(status)?;
         self.0
             .workspace
-            .set_organization_membership(&r.organization, MembershipKind::Project, &r.project, Some(member), who.username(), who.is_admin())
+            .set_organization_membership(
+                &r.organization,
+                MembershipKind::Project,
+                &r.project,
+                Some(member),
+                who.username(),
+                who.is_admin(),
+            )
             .await
             .map_err(status)?;
         ok(pb::UpdateOrganizationProjectResponse {})
@@ -295,7 +323,14 @@ impl WorkspaceApi {
         let who = caller(&request).map_err(status)?;
         self.0
             .workspace
-            .set_organization_membership(&r.organization, MembershipKind::Project, &r.project, None, who.username(), who.is_admin())
+            .set_organization_membership(
+                &r.organization,
+                MembershipKind::Project,
+                &r.project,
+                None,
+                who.username(),
+                who.is_admin(),
+            )
             .await
             .map_err(status)?;
         ok(pb::DeleteOrganizationProjectResponse {})

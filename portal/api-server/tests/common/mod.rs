@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use base64::Engine;
 use tokio_util::sync::CancellationToken;
-use tonic::{Code, Status};
 use tonic::metadata::MetadataValue;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+use tonic::{Code, Status};
 use trellis_api::portal::v1 as pb;
 use trellis_api::portal::v1::identity_client::IdentityClient;
 use trellis_api::portal::v1::workspace_client::WorkspaceClient;
