@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs everything Trellis needs on Debian 12, idempotently:
-#   - Debian packages: etcd (tests, multi-node), protoc (etcd-client's build), OpenSSH client, Python venv.
+#   - Debian packages: etcd (tests, multi-node), protoc (etcd-client's build), OpenSSH client,
+#     bubblewrap (the model compiler's sandbox), Ceph (the RADOS blob store and its tests:
+#     mon/mgr/osd/mds daemons, librados for the `rados` build), Python venv.
 #   - A Python venv at .venv with the real MergeTB client libraries, for the compatibility tests.
 # Safe to run again: each step checks first and does nothing when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(etcd-server etcd-client protobuf-compiler libprotobuf-dev openssh-client openssl python3-venv curl ca-certificates)
+APT_PACKAGES=(etcd-server etcd-client protobuf-compiler libprotobuf-dev openssh-client openssl python3-venv curl
+  ca-certificates bubblewrap util-linux ceph-mon ceph-mgr ceph-osd ceph-mds ceph-common uuid-runtime librados-dev)
 # Pinned: the versions the compatibility tests are written against.
 PY_PACKAGES=(mergetbapi==1.6.0 mergetb==1.3.16 mergexp==0.3.0 pytest==8.3.4)
 
@@ -21,10 +24,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   sudo_if_needed apt-get update -qq
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# Debian's etcd-server package starts a system etcd on the default ports; Trellis starts its own
-# on free ports, so the system one is not needed (and would hold port 2379).
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/dev/null; then
-  sudo_if_needed systemctl disable --now etcd >/dev/null 2>&1 || true
+# Debian's etcd-server and ceph packages may start system daemons on default ports; Trellis
+# starts its own on free ports, so the system ones are not needed.
+if command -v systemctl >/dev/null 2>&1; then
+  for unit in etcd ceph.target; do
+    if systemctl is-active --quiet "$unit" 2>/dev/null; then
+      sudo_if_needed systemctl disable --now "$unit" >/dev/null 2>&1 || true
+    fi
+  done
 fi
 
 VENV=.venv

@@ -19,9 +19,13 @@ cargo build --workspace --all-targets --locked
 
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy -p trellis-blobs --features rados --all-targets --locked -- -D warnings
 
 step "rust tests"
 cargo test --workspace --locked
+
+step "blob store on a real single-node Ceph cluster"
+services/blobs/tests/run-rados.sh
 
 step "wire compatibility with mergetbapi"
 tests/compat/wire/run.sh .venv

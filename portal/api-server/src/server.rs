@@ -7,24 +7,29 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use trellis_api::portal::v1 as pb;
 use trellis_identity::{OidcConfig, TokenConfig, TokenService};
+use trellis_model::ModelService;
 use trellis_policy::PolicyHandle;
 use trellis_store::Store;
+use trellis_store::cache::CachedStore;
 use trellis_types::Error;
 use trellis_workspace::{Workspace, WorkspaceConfig};
 
 use crate::api::Services;
 use crate::api::identity::IdentityApi;
+use crate::api::model::ModelApi;
 use crate::api::unbuilt::Unbuilt;
 use crate::api::workspace::WorkspaceApi;
 use crate::authz::Gate;
 use crate::authz::layer::{Authorizer, authorize};
 
 /// Settings of the API.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct PortalConfig {
     pub tokens: TokenConfig,
     pub oidc: Option<OidcConfig>,
     pub workspace: WorkspaceConfig,
+    /// Model compilation and revisions; without it the Model RPCs say they are unavailable.
+    pub models: Option<ModelService>,
 }
 
 /// The assembled API: services plus the authorization layer.
@@ -35,15 +40,24 @@ pub struct Portal {
 
 impl Portal {
     /// Builds the services over `store`, loading or creating the token-signing key.
+    ///
+    /// Reads of workspace and identity records go through a watch cache (see
+    /// `trellis_store::cache`): authorizing a call then costs one revision check instead of a
+    /// store read per record, and reads stay consistent across replicas.
     pub async fn new(
         store: Arc<dyn Store>,
         policy: PolicyHandle,
         config: PortalConfig,
     ) -> Result<Portal, Error> {
+        let store: Arc<dyn Store> = Arc::new(CachedStore::new(
+            store,
+            "/trellis/",
+            vec!["/trellis/ws/".to_owned(), "/trellis/identity/".to_owned()],
+        ));
         let workspace = Workspace::new(store.clone(), config.workspace);
         let tokens = Arc::new(TokenService::new(store.clone(), config.tokens, config.oidc).await?);
         let gate = Gate::new(workspace.clone(), policy);
-        Ok(Portal { services: Services { workspace, tokens, gate }, store })
+        Ok(Portal { services: Services { workspace, tokens, gate, models: config.models }, store })
     }
 
     /// The workspace service (for bootstrapping the administrator).
@@ -71,7 +85,7 @@ impl Portal {
                 .add_service(pb::key_value_server::KeyValueServer::new(Unbuilt))
                 .add_service(pb::materialize_server::MaterializeServer::new(Unbuilt))
                 .add_service(pb::mergefs_server::MergefsServer::new(Unbuilt))
-                .add_service(pb::model_server::ModelServer::new(Unbuilt))
+                .add_service(pb::model_server::ModelServer::new(ModelApi(s.clone())))
                 .add_service(pb::realize_server::RealizeServer::new(Unbuilt))
                 .add_service(pb::wireguard_server::WireguardServer::new(Unbuilt))
                 .add_service(pb::xdc_server::XdcServer::new(Unbuilt));
@@ -87,5 +101,13 @@ impl Portal {
 /// Serves `router` on `listener` (HTTP/1.1 and HTTP/2 cleartext) until `cancel` fires, then
 /// lets open requests finish.
 pub async fn serve(listener: TcpListener, router: Router, cancel: CancellationToken) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    // Small request/response exchanges: without TCP_NODELAY, Nagle's algorithm and delayed
+    // ACKs add 40 ms stalls.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, router).with_graceful_shutdown(cancel.cancelled_owned()).await
 }

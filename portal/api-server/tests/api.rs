@@ -97,9 +97,19 @@ async fn errors_carry_codes_and_merge_style_details() {
 async fn unbuilt_rpcs_name_themselves() {
     let portal = TestPortal::start().await;
     let (mut ws, _) = portal.admin().await;
-    let err = ws.get_revision(pb::GetRevisionRequest::default()).await.unwrap_err();
+    let err = ws.get_images(pb::GetImagesRequest::default()).await.unwrap_err();
     assert_eq!(err.code(), Code::Unimplemented);
-    assert!(err.message().contains("portal.v1.Workspace/GetRevision"), "{}", err.message());
+    assert!(err.message().contains("portal.v1.Workspace/GetImages"), "{}", err.message());
+    // A whole service that is not built yet names the method too.
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", portal.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut realize = trellis_api::portal::v1::realize_client::RealizeClient::new(channel);
+    let err = realize.get_realizations(pb::GetRealizationsRequest::default()).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unimplemented);
+    assert!(err.message().contains("portal.v1.Realize/GetRealizations"), "{}", err.message());
 }
 
 #[tokio::test]

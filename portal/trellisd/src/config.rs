@@ -73,6 +73,10 @@ pub struct Options {
     /// The `iss` claim of portal tokens.
     #[arg(long, env = "TRELLIS_ISSUER")]
     pub issuer: Option<String>,
+    /// The Python venv with `mergexp` that compiles models (default: `.venv` in the current
+    /// directory or next to the source tree the binary was built in).
+    #[arg(long, env = "TRELLIS_MODEL_VENV")]
+    pub model_venv: Option<PathBuf>,
     /// PEM certificate chain to serve TLS with (together with --tls-key).
     #[arg(long, env = "TRELLIS_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -94,6 +98,7 @@ struct FileConfig {
     issuer: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    model_venv: Option<PathBuf>,
     oidc: Option<OidcConfig>,
     /// Registration lists offered before an administrator edits them.
     institutions: Option<Vec<String>>,
@@ -110,6 +115,7 @@ pub struct Settings {
     pub token_ttl: Duration,
     pub issuer: String,
     pub tls: Option<(PathBuf, PathBuf)>,
+    pub model_venv: Option<PathBuf>,
     pub oidc: Option<OidcConfig>,
     pub institutions: Option<Vec<String>>,
     pub categories: Option<Vec<String>>,
@@ -123,6 +129,15 @@ fn default_data_dir() -> PathBuf {
         Some(home) => PathBuf::from(home).join(".local/share/trellis"),
         None => PathBuf::from("/var/lib/trellis"),
     }
+}
+
+/// `.venv` in the current directory, or in an ancestor of the executable (a binary run from
+/// `target/release` of a checkout finds the checkout's venv that `scripts/setup.sh` made).
+fn find_venv() -> Option<PathBuf> {
+    let here = std::env::current_dir().ok().map(|d| d.join(".venv"));
+    let exe = std::env::current_exe().ok();
+    let beside_build = exe.iter().flat_map(|e| e.ancestors().skip(1).take(4)).map(|d| d.join(".venv"));
+    here.into_iter().chain(beside_build).find(|v| v.join("bin/python").exists())
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -159,6 +174,7 @@ impl Options {
             token_ttl,
             issuer: self.issuer.clone().or(file.issuer).unwrap_or_else(|| "trellis".to_owned()),
             tls,
+            model_venv: self.model_venv.clone().or(file.model_venv).or_else(find_venv),
             oidc: file.oidc,
             institutions: file.institutions,
             categories: file.categories,

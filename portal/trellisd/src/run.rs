@@ -6,7 +6,10 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use trellis_api_server::{Portal, PortalConfig};
+use trellis_blobs::local::LocalBlobStore;
+use trellis_compiler::{Compiler, CompilerConfig};
 use trellis_identity::TokenConfig;
+use trellis_model::ModelService;
 use trellis_policy::{Policy, PolicyHandle};
 use trellis_store::Store;
 use trellis_store::embedded::EmbeddedStore;
@@ -88,6 +91,25 @@ async fn load_policy(settings: &Settings) -> anyhow::Result<PolicyHandle> {
     Ok(handle)
 }
 
+/// The model service: blobs under the data directory, and the sandboxed compiler if its venv
+/// and tools are present (otherwise the portal runs and says why models cannot be compiled).
+fn model_service(settings: &Settings, store: Arc<dyn Store>) -> anyhow::Result<ModelService> {
+    let blobs_dir = settings.data_dir.join("blobs");
+    let blobs =
+        LocalBlobStore::open(&blobs_dir).with_context(|| format!("opening {}", blobs_dir.display()))?;
+    let compiler = match &settings.model_venv {
+        Some(venv) => Compiler::new(CompilerConfig::new(venv)).map_err(|e| e.to_string()),
+        None => {
+            Err("no Python venv with mergexp was found; run scripts/setup.sh or pass --model-venv".to_owned())
+        }
+    };
+    match &compiler {
+        Ok(_) => tracing::info!("model compiler ready"),
+        Err(why) => tracing::warn!(%why, "models cannot be compiled"),
+    }
+    Ok(ModelService::new(store, Arc::new(blobs), compiler))
+}
+
 async fn serve_api(settings: Settings, all_in_one: bool, cancel: CancellationToken) -> anyhow::Result<()> {
     create_private_dir(&settings.data_dir)?;
     let store = open_store(&settings).await?;
@@ -103,8 +125,9 @@ async fn serve_api(settings: Settings, all_in_one: bool, cancel: CancellationTok
         tokens: TokenConfig { issuer: settings.issuer.clone(), ttl: settings.token_ttl },
         oidc: settings.oidc.clone(),
         workspace,
+        models: Some(model_service(&settings, store.clone())?),
     };
-    let portal = Portal::new(store, policy, config).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let portal = Portal::new(store.clone(), policy, config).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let password = std::env::var(ENV_ADMIN_PASSWORD).ok().filter(|p| !p.is_empty());
     let generated = portal.workspace().bootstrap_admin(password).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let listener =

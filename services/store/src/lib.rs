@@ -10,6 +10,9 @@
 //! - [`embedded::EmbeddedStore`]: a persistent single-file store on `redb` with the same
 //!   revision, watch and lease semantics (the single-node default).
 //!
+//! [`cache::CachedStore`] wraps either with a watch-fed in-memory copy of chosen prefixes that
+//! still answers every read consistently.
+//!
 //! What this crate deliberately is not: it knows nothing about users, projects or any other
 //! Trellis object; key layout and value encoding belong to the services.
 
@@ -18,6 +21,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
+pub mod cache;
 pub mod embedded;
 pub mod etcd;
 

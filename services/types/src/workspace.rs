@@ -102,7 +102,10 @@ pub struct User {
     pub projects: BTreeMap<String, Member>,
     /// Organizations the user belongs to, by organization name.
     pub organizations: BTreeMap<String, Member>,
-    /// Experiments the user maintains, as `experiment.project`.
+    /// Experiments the user maintains, as `experiment.project`. Derived from the experiments
+    /// on read, never stored: keeping a copy here made every experiment creation rewrite the
+    /// user record, and concurrent creations conflict.
+    #[serde(skip)]
     pub experiments: Vec<String>,
 }
 
@@ -124,7 +127,9 @@ pub struct Project {
     /// Unix gid of the project group.
     pub gid: u32,
     pub members: BTreeMap<String, Member>,
-    /// Experiment names in this project.
+    /// Experiment names in this project. Derived from the experiment keys on read, never stored
+    /// (so creating experiments never rewrites, and never conflicts on, the project record).
+    #[serde(skip)]
     pub experiments: Vec<String>,
     /// The organization the project belongs to, if any.
     pub organization: Option<String>,

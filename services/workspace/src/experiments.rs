@@ -35,13 +35,13 @@ impl Workspace {
         validate_name("project", &new.project)?;
         let (store, new) = (self.store.as_ref(), &new);
         retrying("create experiment", || async move {
-            let mut project =
+            let project =
                 load_required::<Project>(store, &keys::project(&new.project), "project", &new.project)
                     .await?;
             if load::<Experiment>(store, &keys::experiment(&new.project, &new.name)).await?.is_some() {
                 return Err(Error::already_exists("experiment", dotted(&new.name, &new.project)));
             }
-            let mut user = load_required::<User>(store, &keys::user(creator), "user", creator).await?;
+            let user = load_required::<User>(store, &keys::user(creator), "user", creator).await?;
             let experiment = Experiment {
                 name: new.name.clone(),
                 project: new.project.clone(),
@@ -51,12 +51,13 @@ impl Workspace {
                 maintainers: vec![creator.to_owned()],
                 created: now_unix(),
             };
-            project.value.experiments.push(new.name.clone());
-            user.value.experiments.push(dotted(&new.name, &new.project));
+            // Guard (not rewrite) the project and creator: experiments in one project are created
+            // concurrently without conflicting, yet never outlive a project or user deleted
+            // meanwhile.
             let mut tx = Tx::new();
             tx.create(&keys::experiment(&new.project, &new.name), &experiment)?;
-            tx.update(&keys::project(&new.project), &project)?;
-            tx.update(&keys::user(creator), &user)?;
+            tx.guard(&keys::project(&new.project), project.revision);
+            tx.guard(&keys::user(creator), user.revision);
             Ok(tx.commit(store).await?.then(|| experiment.clone()))
         })
         .await
@@ -129,8 +130,14 @@ impl Workspace {
         .await
     }
 
-    /// Deletes an experiment.
-    pub async fn delete_experiment(&self, project: &str, name: &str) -> Result<(), Error> {
+    /// Deletes an experiment, together with `also` (other services' records of it, such as its
+    /// model revisions) in the same transaction.
+    pub async fn delete_experiment(
+        &self,
+        project: &str,
+        name: &str,
+        also: &[trellis_store::Op],
+    ) -> Result<(), Error> {
         let store = self.store.as_ref();
         retrying("delete experiment", || async move {
             let key = keys::experiment(project, name);
@@ -139,14 +146,8 @@ impl Workspace {
             let mut tx = Tx::new();
             tx.guard(&key, experiment.revision);
             tx.delete(&key);
-            if let Some(mut p) = load::<Project>(store, &keys::project(project)).await? {
-                p.value.experiments.retain(|e| e != name);
-                tx.update(&keys::project(project), &p)?;
-            }
-            if let Some(mut user) = load::<User>(store, &keys::user(&experiment.value.creator)).await? {
-                let tag = dotted(name, project);
-                user.value.experiments.retain(|e| *e != tag);
-                tx.update(&keys::user(&experiment.value.creator), &user)?;
+            for op in also {
+                tx.op(op.clone());
             }
             Ok(tx.commit(store).await?.then_some(()))
         })

@@ -167,6 +167,9 @@ impl Workspace {
             let mut tx = Tx::new();
             tx.guard(&keys::project(name), project.revision);
             tx.delete(&keys::project(name));
+            // An experiment created between the check above and this commit goes with the
+            // project rather than being left without one.
+            tx.delete_prefix(&keys::project_experiments(name));
             for member in project.value.members.keys() {
                 if let Some(mut user) = load::<User>(store, &keys::user(member)).await? {
                     user.value.projects.remove(name);

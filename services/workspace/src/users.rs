@@ -153,19 +153,44 @@ impl Workspace {
         }
     }
 
-    /// Reads a user.
+    /// Reads a user, with the experiments they maintain.
     pub async fn get_user(&self, username: &str) -> Result<User, Error> {
-        Ok(load_required::<User>(self.store.as_ref(), &keys::user(username), "user", username).await?.value)
+        let mut user =
+            load_required::<User>(self.store.as_ref(), &keys::user(username), "user", username).await?.value;
+        let mut maintained = self.maintained_experiments().await?;
+        user.experiments = maintained.remove(username).unwrap_or_default();
+        Ok(user)
     }
 
-    /// Reads a user if it exists.
+    /// Reads a user's account record if it exists, without the derived list of experiments
+    /// (the cheap read authentication needs on every call).
     pub async fn find_user(&self, username: &str) -> Result<Option<User>, Error> {
         Ok(load::<User>(self.store.as_ref(), &keys::user(username)).await?.map(|v| v.value))
     }
 
-    /// Reads every user.
+    /// Reads every user, with the experiments they maintain.
     pub async fn list_users(&self) -> Result<Vec<User>, Error> {
-        Ok(load_all::<User>(self.store.as_ref(), keys::USERS).await?.into_iter().map(|v| v.value).collect())
+        let mut maintained = self.maintained_experiments().await?;
+        Ok(load_all::<User>(self.store.as_ref(), keys::USERS)
+            .await?
+            .into_iter()
+            .map(|v| {
+                let mut user = v.value;
+                user.experiments = maintained.remove(&user.username).unwrap_or_default();
+                user
+            })
+            .collect())
+    }
+
+    /// `experiment.project` names by maintainer.
+    async fn maintained_experiments(&self) -> Result<std::collections::HashMap<String, Vec<String>>, Error> {
+        let mut by_user: std::collections::HashMap<String, Vec<String>> = Default::default();
+        for e in load_all::<trellis_types::Experiment>(self.store.as_ref(), keys::EXPERIMENTS).await? {
+            for m in &e.value.maintainers {
+                by_user.entry(m.clone()).or_default().push(format!("{}.{}", e.value.name, e.value.project));
+            }
+        }
+        Ok(by_user)
     }
 
     /// Sets a user's state (and their personal project's) to `state`.
@@ -263,14 +288,18 @@ impl Workspace {
             for (name, member) in &user.value.projects {
                 let Some(mut project) = load::<Project>(store, &keys::project(name)).await? else { continue };
                 if project.value.personal && project.value.name == username {
-                    if !project.value.experiments.is_empty() {
+                    let experiments =
+                        load_all::<trellis_types::Experiment>(store, &keys::project_experiments(name)).await?;
+                    if !experiments.is_empty() {
+                        let names: Vec<_> = experiments.iter().map(|e| e.value.name.as_str()).collect();
                         return Err(Error::FailedPrecondition(format!(
                             "{username}'s personal project still has experiments ({}); delete them first",
-                            project.value.experiments.join(", ")
+                            names.join(", ")
                         )));
                     }
                     tx.guard(&keys::project(name), project.revision);
                     tx.delete(&keys::project(name));
+                    tx.delete_prefix(&keys::project_experiments(name));
                 } else if member.role == MemberRole::Creator {
                     return Err(Error::FailedPrecondition(format!(
                         "{username} created project {name}; delete it or make another member its creator first"

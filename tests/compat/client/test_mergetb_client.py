@@ -142,3 +142,64 @@ def test_logout_revokes_the_token(portal):
     with pytest.raises(GRPCError) as revoked:
         call(portal, lambda ch, md: api.WorkspaceStub(ch).whoami(api.WhoamiRequest(), metadata=md), token=token)
     assert revoked.value.status == Status.UNAUTHENTICATED
+
+
+HELLO = """from mergexp import *
+net = Network('hello', addressing==ipv4, routing==static)
+a, b, c = [net.node(n, proc.cores>=2, memory.capacity>=gb(4)) for n in ['a', 'b', 'c']]
+net.connect([a, b], capacity==mbps(100), latency==ms(10))
+net.connect([b, c])
+experiment(net)
+"""
+
+BROKEN = """from mergexp import *
+net = Network('broken')
+a = net.node('a')
+b = net.node(undefined_name)
+experiment(net)
+"""
+
+
+def test_models_compile_push_and_revisions(portal, tmp_path):
+    from mergetb.model import Model
+
+    register(portal, "dana")
+    admin = login(portal, "admin", portal["admin_password"])
+    ws.User("dana", token=admin).activate()
+    dana = login(portal, "dana")
+    ws.Experiment("hello", "dana", description="models", token=dana).create()
+
+    good = tmp_path / "model.py"
+    good.write_text(HELLO)
+    bad = tmp_path / "broken.py"
+    bad.write_text(BROKEN)
+
+    # Model.Compile through the client's own wrapper.
+    compiled = Model(str(good), token=dana).compile()
+    assert compiled.success, compiled.errors
+    failed = Model(str(bad), token=dana).compile()
+    assert not failed.success
+    assert any("line 4" in e and "NameError" in e for e in failed.errors), failed.errors
+
+    # Model.Push through the Experiment wrapper; the revision id is the content hash.
+    import hashlib
+    pushed = ws.Experiment("hello", "dana", token=dana).push_model(str(good), tag="v1")
+    assert pushed.revision == hashlib.sha256(HELLO.encode()).hexdigest()
+
+    # A model that fails to compile is refused and reported, not kept.
+    with pytest.raises(MergeGRPCError) as refused:
+        ws.Experiment("hello", "dana", token=dana).push_model(str(bad))
+    assert refused.value.grpc_error.status == Status.INVALID_ARGUMENT
+    assert "NameError" in str(refused.value)
+
+    # GetRevision by tag, by branch and by id returns the compiled network.
+    for ref in ["v1", "master", pushed.revision]:
+        rev = call(portal, lambda ch, md: api.WorkspaceStub(ch).get_revision(api.GetRevisionRequest(
+            project="dana", experiment="hello", revision=ref), metadata=md), token=dana)
+        assert rev.model.compiled
+        assert sorted(n.id for n in rev.model.model.nodes) == ["a", "b", "c"]
+        assert len(rev.model.model.links) == 2
+        assert rev.model_file == HELLO
+
+    exp = ws.Experiment("hello", "dana", token=dana).get(with_models=True)
+    assert list(exp.models.keys()) == [pushed.revision]

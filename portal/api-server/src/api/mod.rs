@@ -2,6 +2,7 @@
 //! converts the answer back; authorization already happened in the layer.
 
 pub mod identity;
+pub mod model;
 pub mod unbuilt;
 pub mod workspace;
 mod workspace_orgs;
@@ -12,6 +13,8 @@ use std::sync::Arc;
 
 use tonic::{Response, Status};
 use trellis_identity::TokenService;
+use trellis_model::ModelService;
+use trellis_types::Error;
 use trellis_workspace::Workspace;
 
 use crate::authz::Gate;
@@ -22,6 +25,17 @@ pub struct Services {
     pub workspace: Workspace,
     pub tokens: Arc<TokenService>,
     pub gate: Gate,
+    /// `None` when this portal was started without a model store and compiler.
+    pub models: Option<ModelService>,
+}
+
+impl Services {
+    /// The model service, or why there is none.
+    pub fn models(&self) -> Result<&ModelService, Error> {
+        self.models.as_ref().ok_or_else(|| {
+            Error::FailedPrecondition("this portal was started without experiment model support".to_owned())
+        })
+    }
 }
 
 /// Result type of handlers.

@@ -16,7 +16,6 @@ impl pb::deploy_server::Deploy for Unbuilt {}
 impl pb::key_value_server::KeyValue for Unbuilt {}
 impl pb::materialize_server::Materialize for Unbuilt {}
 impl pb::mergefs_server::Mergefs for Unbuilt {}
-impl pb::model_server::Model for Unbuilt {}
 impl pb::realize_server::Realize for Unbuilt {}
 impl pb::wireguard_server::Wireguard for Unbuilt {}
 impl pb::xdc_server::Xdc for Unbuilt {}

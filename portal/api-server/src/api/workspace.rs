@@ -267,6 +267,10 @@ impl Workspace for WorkspaceApi {
         WorkspaceApi::delete_organization_project(self, request).await
     }
 
+    async fn get_revision(&self, request: Request<pb::GetRevisionRequest>) -> Reply<pb::GetRevisionResponse> {
+        WorkspaceApi::get_revision(self, request).await
+    }
+
     // === state changes reserved to administrators (checked by the rule table) ===
 
     async fn activate_project(

@@ -220,12 +220,18 @@ impl WorkspaceApi {
     ) -> Reply<pb::GetExperimentResponse> {
         let r = request.get_ref();
         let experiment = self.0.workspace.get_experiment(&r.project, &r.experiment).await.map_err(status)?;
-        // Revisions arrive with the models issue; until then an experiment has none.
-        ok(pb::GetExperimentResponse {
-            experiment: Some(experiment_to(&experiment)),
-            models: Default::default(),
-            status: None,
-        })
+        let mut models = std::collections::HashMap::new();
+        if r.with_models
+            && let Some(service) = &self.0.models
+        {
+            let (revisions, _) = service.revisions(&r.project, &r.experiment).await.map_err(status)?;
+            // Only revisions that compiled are ever stored; the networks themselves are fetched
+            // one at a time with GetRevision.
+            for revision in revisions {
+                models.insert(revision.id, pb::XpNetModel { compiled: true, model: None });
+            }
+        }
+        ok(pb::GetExperimentResponse { experiment: Some(experiment_to(&experiment)), models, status: None })
     }
 
     pub(crate) async fn create_experiment(
@@ -272,7 +278,10 @@ impl WorkspaceApi {
         request: Request<pb::DeleteExperimentRequest>,
     ) -> Reply<pb::DeleteExperimentResponse> {
         let r = request.get_ref();
-        self.0.workspace.delete_experiment(&r.project, &r.experiment).await.map_err(status)?;
+        // The experiment's revisions go in the same transaction; their large compiled models in
+        // the blob store are left for blob garbage collection.
+        let also = [trellis_model::ModelService::delete_op(&r.project, &r.experiment)];
+        self.0.workspace.delete_experiment(&r.project, &r.experiment, &also).await.map_err(status)?;
         ok(pb::DeleteExperimentResponse {})
     }
 }

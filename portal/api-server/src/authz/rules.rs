@@ -80,7 +80,6 @@ pub fn rules() -> HashMap<&'static str, Rule> {
     let active = |(access, target): (Access, TargetFn)| Rule { access, target, while_pending: false };
     let pending_ok = |(access, target): (Access, TargetFn)| Rule { access, target, while_pending: true };
     let not_built = |why| Rule { access: NotBuilt(why), target: |_| Ok(None), while_pending: false };
-    const MODELS: &str = "experiment models and revisions (issue: models)";
     const IMAGES: &str = "disk images";
     const REASONS: &str = "action-reason templates";
 
@@ -331,7 +330,24 @@ pub fn rules() -> HashMap<&'static str, Rule> {
                 name: r.experiment
             })),
         ),
-        ("/portal.v1.Workspace/GetRevision", not_built(MODELS)),
+        (
+            "/portal.v1.Workspace/GetRevision",
+            active(policy!(Experiment, Read, pb::GetRevisionRequest, |r| Target::Experiment {
+                project: r.project,
+                name: r.experiment
+            })),
+        ),
+        // === Model ===
+        // Compiling stores nothing: any active user may try a model.
+        ("/portal.v1.Model/Compile", active(open!(SignedIn, pb::CompileRequest))),
+        // Pushing a revision changes the experiment.
+        (
+            "/portal.v1.Model/Push",
+            active(policy!(Experiment, Update, pb::PushRequest, |r| Target::Experiment {
+                project: r.project,
+                name: r.experiment
+            })),
+        ),
         // === Workspace: portal ===
         ("/portal.v1.Workspace/Whoami", pending_ok(open!(SignedIn, pb::WhoamiRequest))),
         ("/portal.v1.Workspace/Health", pending_ok(open!(Public, pb::HealthRequest))),
@@ -372,7 +388,7 @@ mod tests {
         let rules = rules();
         let missing: Vec<_> = trellis_api::ALL_METHODS
             .iter()
-            .filter(|m| m.service == "portal.v1.Identity" || m.service == "portal.v1.Workspace")
+            .filter(|m| ["portal.v1.Identity", "portal.v1.Workspace", "portal.v1.Model"].contains(&m.service))
             .filter(|m| !rules.contains_key(m.path))
             .map(|m| m.path)
             .collect();
