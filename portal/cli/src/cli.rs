@@ -67,6 +67,24 @@ pub enum Command {
     /// Freeze an account (administrators).
     #[command(subcommand)]
     Freeze(UserTarget),
+    /// Compile a model (model.py) on the portal and report its problems; stores nothing.
+    Compile {
+        /// The model file.
+        file: std::path::PathBuf,
+    },
+    /// Push a model as a new revision of an experiment.
+    Push {
+        /// The model file.
+        file: std::path::PathBuf,
+        /// `<experiment>.<project>`.
+        experiment: ExperimentRef,
+        /// Tag the revision.
+        #[arg(long)]
+        tag: Option<String>,
+        /// Branch to push to.
+        #[arg(long, default_value = "master")]
+        branch: String,
+    },
 }
 
 /// `trellis register`.
@@ -231,6 +249,9 @@ pub enum ShowCommand {
     Experiment {
         /// `<experiment>.<project>`.
         name: ExperimentRef,
+        /// List its model revisions too.
+        #[arg(short = 'm', long)]
+        models: bool,
     },
     /// Show an organization.
     Organization {

@@ -26,6 +26,8 @@ pub struct Clients {
     pub identity: IdentityClient<AuthChannel>,
     /// `portal.v1.Workspace`.
     pub workspace: WorkspaceClient<AuthChannel>,
+    /// `portal.v1.Model`.
+    pub model: trellis_api::portal::v1::model_client::ModelClient<AuthChannel>,
 }
 
 /// Adds the bearer token to outgoing requests.
@@ -92,7 +94,8 @@ pub async fn connect(server: &str, ca_cert: Option<&Path>, token: Option<&str>) 
         endpoint.connect().await.map_err(|source| CliError::Connect { server: server.to_owned(), source })?;
     Ok(Clients {
         identity: IdentityClient::with_interceptor(channel.clone(), auth.clone()),
-        workspace: WorkspaceClient::with_interceptor(channel, auth),
+        workspace: WorkspaceClient::with_interceptor(channel.clone(), auth.clone()),
+        model: trellis_api::portal::v1::model_client::ModelClient::with_interceptor(channel, auth),
     })
 }
 

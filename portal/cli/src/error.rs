@@ -89,6 +89,12 @@ pub enum CliError {
     #[error("{}", crate::client::describe_status(.0))]
     Rpc(Box<tonic::Status>),
     /// A response could not be turned into JSON.
+    /// The portal found errors in a compiled model (already printed).
+    #[error("the model has {count} error(s)")]
+    ModelErrors {
+        /// How many.
+        count: usize,
+    },
     #[error("cannot print JSON")]
     Json(#[source] serde_json::Error),
     /// Standard output could not be written.

@@ -556,3 +556,37 @@ fn https_with_a_private_ca() {
     let config = std::fs::read_to_string(&admin.config).unwrap();
     assert!(config.contains(&format!("ca_cert: {ca}")), "{config}");
 }
+
+#[test]
+fn compile_and_push_models() {
+    let portal = Portal::start();
+    let admin = portal.session("admin");
+    admin.login("admin", ADMIN_PASSWORD);
+    admin.ok(&["new", "experiment", "hello.admin"]);
+    let good = portal.dir.path().join("model.py");
+    std::fs::write(
+        &good,
+        "from mergexp import *\nnet = Network('hello')\na, b = [net.node(n) for n in ['a', 'b']]\nnet.connect([a, b])\nexperiment(net)\n",
+    )
+    .unwrap();
+    let bad = portal.dir.path().join("bad.py");
+    std::fs::write(
+        &bad,
+        "from mergexp import *\nnet = Network('x')\nnet.node('a', image=='win95')\nexperiment(net)\n",
+    )
+    .unwrap();
+    let (good, bad) = (good.to_str().unwrap(), bad.to_str().unwrap());
+
+    assert!(admin.ok(&["compile", good]).contains("compiles"));
+    let out = admin.run(&["compile", bad]);
+    assert_eq!(out.status.code(), Some(1), "a model with errors fails the command");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("image \"win95\" is not available"));
+
+    let pushed = admin.json(&["push", good, "hello.admin", "--tag", "v1"]);
+    let revision = pushed["revision"].as_str().unwrap().to_owned();
+    assert_eq!(revision.len(), 64, "revisions are SHA-256 content hashes");
+    let refused = admin.fails(&["push", bad, "hello.admin"], 1);
+    assert!(refused.contains("win95"), "{refused}");
+    let shown = admin.json(&["show", "experiment", "hello.admin", "-m"]);
+    assert_eq!(shown["revisions"], serde_json::json!([revision]));
+}

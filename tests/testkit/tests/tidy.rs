@@ -58,9 +58,10 @@ fn every_crate_is_on_the_architecture_map() {
 fn dependencies_point_inward() {
     // Layers from the inside out; a crate may depend only on crates of a lower layer.
     let layer = |name: &str| match name {
-        "trellis-types" | "trellis-store" | "trellis-policy" | "trellis-api" | "trellis-testkit" => 0,
-        "trellis-identity" => 1,
-        "trellis-workspace" => 2,
+        "trellis-types" | "trellis-store" | "trellis-policy" | "trellis-api" | "trellis-testkit"
+        | "trellis-blobs" => 0,
+        "trellis-identity" | "trellis-compiler" => 1,
+        "trellis-workspace" | "trellis-model" => 2,
         "trellis-api-server" => 3,
         _ => 4, // binaries and benches at the edge
     };

@@ -47,18 +47,19 @@ pub async fn list(ctx: &Ctx, all: bool) -> Result<(), CliError> {
 }
 
 /// `trellis show experiment`.
-pub async fn show(ctx: &Ctx, name: ExperimentRef) -> Result<(), CliError> {
+pub async fn show(ctx: &Ctx, name: ExperimentRef, models: bool) -> Result<(), CliError> {
     let mut clients = ctx.connect().await?;
     let request = pb::GetExperimentRequest {
         project: name.project,
         experiment: name.experiment,
-        with_models: false,
+        with_models: models,
         status_ms: 0,
     };
-    let e = clients.workspace.get_experiment(request).await?.into_inner().experiment.unwrap_or_default();
-    ctx.emit(json!({ "experiment": experiment_json(&e) }), || {
-        let mut revisions: Vec<&String> = e.models.keys().collect();
-        revisions.sort();
+    let response = clients.workspace.get_experiment(request).await?.into_inner();
+    let e = response.experiment.unwrap_or_default();
+    let mut revisions: Vec<String> = response.models.keys().cloned().collect();
+    revisions.sort();
+    ctx.emit(json!({ "experiment": experiment_json(&e), "revisions": revisions }), || {
         output::key_values(&[
             ("name", format!("{}.{}", e.name, e.project)),
             ("description", e.description.clone()),
@@ -66,7 +67,7 @@ pub async fn show(ctx: &Ctx, name: ExperimentRef) -> Result<(), CliError> {
             ("creator", e.creator.clone()),
             ("maintainers", e.maintainers.join(", ")),
             ("repository", e.repository.clone()),
-            ("revisions", revisions.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")),
+            ("revisions", revisions.join(", ")),
             ("created", output::timestamp(e.created.as_ref())),
         ])
     })

@@ -3,6 +3,7 @@
 mod auth;
 mod experiments;
 mod keys;
+mod models;
 mod organizations;
 mod projects;
 mod users;
@@ -22,6 +23,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     let ctx = Ctx::new(&cli)?;
     match cli.command {
         Command::Register(args) => auth::register(&ctx, args).await,
+        Command::Compile { file } => models::compile(&ctx, &file).await,
+        Command::Push { file, experiment, tag, branch } => {
+            models::push(&ctx, &file, experiment, tag.unwrap_or_default(), branch).await
+        }
         Command::Login(args) => auth::login(ctx, args).await,
         Command::Logout => auth::logout(ctx).await,
         Command::Whoami { token } => auth::whoami(&ctx, token).await,
@@ -47,7 +52,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         },
         Command::Show(show) => match show {
             ShowCommand::Project { name } => projects::show(&ctx, name).await,
-            ShowCommand::Experiment { name } => experiments::show(&ctx, name).await,
+            ShowCommand::Experiment { name, models } => experiments::show(&ctx, name, models).await,
             ShowCommand::Organization { name } => organizations::show(&ctx, name).await,
             ShowCommand::User { name } => users::show(&ctx, name).await,
         },
