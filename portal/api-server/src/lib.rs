@@ -10,11 +10,14 @@
 //!   and the gate (policy decisions, list filtering).
 //! - [`api`]: the tonic service implementations.
 //! - [`http`]: plain HTTP endpoints.
+//! - [`git`]: a git repository per experiment over smart HTTP (pushing `model.py` records a
+//!   model revision).
 //! - [`server`]: assembling the router and serving it with graceful shutdown.
 
 pub mod api;
 pub mod authz;
 pub mod convert;
+pub mod git;
 pub mod http;
 pub mod server;
 pub mod status;

@@ -30,12 +30,15 @@ pub struct PortalConfig {
     pub workspace: WorkspaceConfig,
     /// Model compilation and revisions; without it the Model RPCs say they are unavailable.
     pub models: Option<ModelService>,
+    /// Where the per-experiment git repositories live; `None` disables `/git/...`.
+    pub git_root: Option<std::path::PathBuf>,
 }
 
 /// The assembled API: services plus the authorization layer.
 pub struct Portal {
     services: Services,
     store: Arc<dyn Store>,
+    git_root: Option<std::path::PathBuf>,
 }
 
 impl Portal {
@@ -57,7 +60,8 @@ impl Portal {
         let workspace = Workspace::new(store.clone(), config.workspace);
         let tokens = Arc::new(TokenService::new(store.clone(), config.tokens, config.oidc).await?);
         let gate = Gate::new(workspace.clone(), policy);
-        Ok(Portal { services: Services { workspace, tokens, gate, models: config.models }, store })
+        let services = Services { workspace, tokens, gate, models: config.models };
+        Ok(Portal { services, store, git_root: config.git_root })
     }
 
     /// The workspace service (for bootstrapping the administrator).
@@ -92,6 +96,12 @@ impl Portal {
         let authorizer = Arc::new(Authorizer::new(s.tokens.clone(), s.workspace.clone(), s.gate.clone()));
         grpc.into_axum_router()
             .merge(crate::http::router(s.tokens.clone(), self.store.clone()))
+            .merge(crate::git::router(crate::git::GitState {
+                root: self.git_root.clone(),
+                authorizer: authorizer.clone(),
+                gate: s.gate.clone(),
+                models: s.models.clone(),
+            }))
             // Outermost: every request (gRPC and HTTP) meets authentication and the policy
             // before routing; non-gRPC requests pass through untouched.
             .layer(axum::middleware::from_fn_with_state(authorizer, authorize))

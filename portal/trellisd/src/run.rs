@@ -126,6 +126,7 @@ async fn serve_api(settings: Settings, all_in_one: bool, cancel: CancellationTok
         oidc: settings.oidc.clone(),
         workspace,
         models: Some(model_service(&settings, store.clone())?),
+        git_root: Some(settings.data_dir.join("git")),
     };
     let portal = Portal::new(store.clone(), policy, config).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let password = std::env::var(ENV_ADMIN_PASSWORD).ok().filter(|p| !p.is_empty());
