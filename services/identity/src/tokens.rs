@@ -147,7 +147,9 @@ impl TokenService {
             if let Some(jti) = &verified.jti
                 && self.is_revoked(jti).await?
             {
-                return Err(Error::Unauthenticated("token has been revoked (logged out); log in again".to_owned()));
+                return Err(Error::Unauthenticated(
+                    "token has been revoked (logged out); log in again".to_owned(),
+                ));
             }
             return Ok(verified);
         }
