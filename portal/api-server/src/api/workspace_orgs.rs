@@ -23,6 +23,23 @@ fn kind_from(value: i32) -> Result<MembershipKind, Error> {
 }
 
 impl WorkspaceApi {
+    /// Sets or removes a membership on the organization's side, as the request's caller.
+    async fn set_membership<T>(
+        &self,
+        request: &Request<T>,
+        org: &str,
+        kind: MembershipKind,
+        id: &str,
+        member: Option<trellis_types::Member>,
+    ) -> Result<Option<trellis_types::Member>, tonic::Status> {
+        let who = caller(request).map_err(status)?;
+        self.0
+            .workspace
+            .set_organization_membership(org, kind, id, member, who.username(), who.is_admin())
+            .await
+            .map_err(status)
+    }
+
     pub(crate) async fn get_organizations(
         &self,
         request: Request<pb::GetOrganizationsRequest>,
@@ -215,18 +232,9 @@ impl WorkspaceApi {
             )));
         }
         let member = member_from("member", &r.member.unwrap_or_default()).map_err(status)?;
-        let caller = caller(&request).map_err(status)?;
-        let stored = ws
-            .set_organization_membership(
-                &r.organization,
-                MembershipKind::User,
-                &r.username,
-                Some(member),
-                caller.username(),
-                caller.is_admin(),
-            )
-            .await
-            .map_err(status)?;
+        let stored = self
+            .set_membership(&request, &r.organization, MembershipKind::User, &r.username, Some(member))
+            .await?;
         ok(pb::UpdateOrganizationMemberResponse { member: stored.as_ref().map(member_to) })
     }
 
@@ -235,19 +243,7 @@ impl WorkspaceApi {
         request: Request<pb::DeleteOrganizationMemberRequest>,
     ) -> Reply<pb::DeleteOrganizationMemberResponse> {
         let r = request.get_ref();
-        let who = caller(&request).map_err(status)?;
-        self.0
-            .workspace
-            .set_organization_membership(
-                &r.organization,
-                MembershipKind::User,
-                &r.username,
-                None,
-                who.username(),
-                who.is_admin(),
-            )
-            .await
-            .map_err(status)?;
+        self.set_membership(&request, &r.organization, MembershipKind::User, &r.username, None).await?;
         ok(pb::DeleteOrganizationMemberResponse {})
     }
 
@@ -276,20 +272,9 @@ impl WorkspaceApi {
         request: Request<pb::AddOrganizationProjectRequest>,
     ) -> Reply<pb::AddOrganizationProjectResponse> {
         let r = request.get_ref();
-        let who = caller(&request).map_err(status)?;
         let member = member_from("member", &r.member.unwrap_or_default()).map_err(status)?;
-        self.0
-            .workspace
-            .set_organization_membership(
-                &r.organization,
-                MembershipKind::Project,
-                &r.project,
-                Some(member),
-                who.username(),
-                who.is_admin(),
-            )
-            .await
-            .map_err(status)?;
+        self.set_membership(&request, &r.organization, MembershipKind::Project, &r.project, Some(member))
+            .await?;
         ok(pb::AddOrganizationProjectResponse {})
     }
 
@@ -298,20 +283,9 @@ impl WorkspaceApi {
         request: Request<pb::UpdateOrganizationProjectRequest>,
     ) -> Reply<pb::UpdateOrganizationProjectResponse> {
         let r = request.get_ref();
-        let who = caller(&request).map_err(status)?;
         let member = member_from("member", &r.member.unwrap_or_default()).map_err(status)?;
-        self.0
-            .workspace
-            .set_organization_membership(
-                &r.organization,
-                MembershipKind::Project,
-                &r.project,
-                Some(member),
-                who.username(),
-                who.is_admin(),
-            )
-            .await
-            .map_err(status)?;
+        self.set_membership(&request, &r.organization, MembershipKind::Project, &r.project, Some(member))
+            .await?;
         ok(pb::UpdateOrganizationProjectResponse {})
     }
 
@@ -320,19 +294,7 @@ impl WorkspaceApi {
         request: Request<pb::DeleteOrganizationProjectRequest>,
     ) -> Reply<pb::DeleteOrganizationProjectResponse> {
         let r = request.get_ref();
-        let who = caller(&request).map_err(status)?;
-        self.0
-            .workspace
-            .set_organization_membership(
-                &r.organization,
-                MembershipKind::Project,
-                &r.project,
-                None,
-                who.username(),
-                who.is_admin(),
-            )
-            .await
-            .map_err(status)?;
+        self.set_membership(&request, &r.organization, MembershipKind::Project, &r.project, None).await?;
         ok(pb::DeleteOrganizationProjectResponse {})
     }
 }
