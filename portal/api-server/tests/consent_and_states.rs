@@ -342,3 +342,41 @@ async fn organization_side_cannot_annex_a_user() {
     }
     assert!(failures.is_empty(), "organization annexes users:\n{}", failures.join("\n"));
 }
+
+#[tokio::test]
+async fn frozen_projects_are_closed_to_all_but_administrators() {
+    let portal = TestPortal::start().await;
+    portal.user("owner", true).await;
+    let (mut owner, _) = portal.as_user("owner").await;
+    owner
+        .create_project(pb::CreateProjectRequest {
+            user: "owner".into(),
+            project: Some(pb::Project { name: "cold".into(), ..Default::default() }),
+        })
+        .await
+        .unwrap();
+    let get = || pb::GetProjectRequest { name: "cold".into(), status_ms: 0 };
+    owner.get_project(get()).await.unwrap();
+    let (mut admin, _) = portal.admin().await;
+    admin.freeze_project(pb::FreezeProjectRequest { project: "cold".into() }).await.unwrap();
+    let denied = owner.get_project(get()).await.unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    assert!(denied.message().contains("frozen"), "{}", denied.message());
+    let creating = owner
+        .create_experiment(pb::CreateExperimentRequest {
+            experiment: Some(pb::Experiment {
+                name: "e".into(),
+                project: "cold".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(creating.code(), Code::PermissionDenied);
+    admin.get_project(get()).await.unwrap();
+    admin
+        .activate_project(pb::ActivateProjectRequest { project: "cold".into(), ..Default::default() })
+        .await
+        .unwrap();
+    owner.get_project(get()).await.unwrap();
+}

@@ -96,22 +96,49 @@ impl Workspace {
         .await
     }
 
-    /// Reads a project.
+    /// Reads a project, with its experiment names.
     pub async fn get_project(&self, name: &str) -> Result<Project, Error> {
-        Ok(load_required::<Project>(self.store.as_ref(), &keys::project(name), "project", name).await?.value)
+        let mut project =
+            load_required::<Project>(self.store.as_ref(), &keys::project(name), "project", name).await?.value;
+        project.experiments = self.experiment_names(name).await?;
+        Ok(project)
     }
 
-    /// Reads a project if it exists.
+    /// Reads a project if it exists, with its experiment names.
     pub async fn find_project(&self, name: &str) -> Result<Option<Project>, Error> {
-        Ok(load::<Project>(self.store.as_ref(), &keys::project(name)).await?.map(|v| v.value))
+        match load::<Project>(self.store.as_ref(), &keys::project(name)).await? {
+            Some(v) => {
+                let mut project = v.value;
+                project.experiments = self.experiment_names(name).await?;
+                Ok(Some(project))
+            }
+            None => Ok(None),
+        }
     }
 
-    /// Reads every project.
+    /// Reads every project, with their experiment names.
     pub async fn list_projects(&self) -> Result<Vec<Project>, Error> {
+        let mut by_project: std::collections::HashMap<String, Vec<String>> = Default::default();
+        for e in load_all::<Experiment>(self.store.as_ref(), keys::EXPERIMENTS).await? {
+            by_project.entry(e.value.project).or_default().push(e.value.name);
+        }
         Ok(load_all::<Project>(self.store.as_ref(), keys::PROJECTS)
             .await?
             .into_iter()
-            .map(|v| v.value)
+            .map(|v| {
+                let mut project = v.value;
+                project.experiments = by_project.remove(&project.name).unwrap_or_default();
+                project
+            })
+            .collect())
+    }
+
+    /// Names of a project's experiments (derived from their keys, never stored in the project).
+    async fn experiment_names(&self, project: &str) -> Result<Vec<String>, Error> {
+        Ok(load_all::<Experiment>(self.store.as_ref(), &keys::project_experiments(project))
+            .await?
+            .into_iter()
+            .map(|e| e.value.name)
             .collect())
     }
 
