@@ -61,12 +61,21 @@ pub struct ModelService {
     blobs: Arc<dyn BlobStore>,
     /// `Err` says why models cannot be compiled on this portal (set-up incomplete).
     compiler: Result<Compiler, String>,
+    /// Compiled XIR larger than this goes to the blob store.
+    inline_limit: usize,
 }
 
 impl ModelService {
     /// A model service; `compiler` is the reason compiling is unavailable, if it is.
     pub fn new(store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>, compiler: Result<Compiler, String>) -> Self {
-        ModelService { store, blobs, compiler }
+        ModelService { store, blobs, compiler, inline_limit: INLINE_XIR_LIMIT }
+    }
+
+    /// Changes the size above which compiled XIR goes to the blob store (default
+    /// [`INLINE_XIR_LIMIT`]).
+    pub fn with_inline_limit(mut self, bytes: usize) -> Self {
+        self.inline_limit = bytes;
+        self
     }
 
     /// Compiles and analyses `source` without storing anything.
@@ -119,7 +128,7 @@ impl ModelService {
             });
         }
         let id = revision_id(source);
-        let xir = if compiled.xir.len() > INLINE_XIR_LIMIT {
+        let xir = if compiled.xir.len() > self.inline_limit {
             let blob = self.blobs.put(compiled.xir.clone()).await.map_err(blob_error)?;
             XirLocation::Blob(blob.to_string())
         } else {
