@@ -96,24 +96,22 @@ impl Workspace {
         .await
     }
 
-    /// Reads a project, with its experiment names.
+    /// Reads a project's record (its `experiments` left empty: deriving them reads every
+    /// experiment of the project, which authorization checks must not pay for).
     pub async fn get_project(&self, name: &str) -> Result<Project, Error> {
-        let mut project =
-            load_required::<Project>(self.store.as_ref(), &keys::project(name), "project", name).await?.value;
+        Ok(load_required::<Project>(self.store.as_ref(), &keys::project(name), "project", name).await?.value)
+    }
+
+    /// Reads a project with its experiment names (what `GetProject` answers).
+    pub async fn project_with_experiments(&self, name: &str) -> Result<Project, Error> {
+        let mut project = self.get_project(name).await?;
         project.experiments = self.experiment_names(name).await?;
         Ok(project)
     }
 
-    /// Reads a project if it exists, with its experiment names.
+    /// Reads a project's record if it exists (`experiments` left empty, as [`Self::get_project`]).
     pub async fn find_project(&self, name: &str) -> Result<Option<Project>, Error> {
-        match load::<Project>(self.store.as_ref(), &keys::project(name)).await? {
-            Some(v) => {
-                let mut project = v.value;
-                project.experiments = self.experiment_names(name).await?;
-                Ok(Some(project))
-            }
-            None => Ok(None),
-        }
+        Ok(load::<Project>(self.store.as_ref(), &keys::project(name)).await?.map(|v| v.value))
     }
 
     /// Reads every project, with their experiment names.

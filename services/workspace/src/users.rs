@@ -153,10 +153,15 @@ impl Workspace {
         }
     }
 
-    /// Reads a user, with the experiments they maintain.
+    /// Reads a user's account record (its `experiments` left empty: deriving them reads every
+    /// experiment, which authorization checks must not pay for).
     pub async fn get_user(&self, username: &str) -> Result<User, Error> {
-        let mut user =
-            load_required::<User>(self.store.as_ref(), &keys::user(username), "user", username).await?.value;
+        Ok(load_required::<User>(self.store.as_ref(), &keys::user(username), "user", username).await?.value)
+    }
+
+    /// Reads a user with the experiments they maintain (what `GetUser` answers).
+    pub async fn user_with_experiments(&self, username: &str) -> Result<User, Error> {
+        let mut user = self.get_user(username).await?;
         let mut maintained = self.maintained_experiments().await?;
         user.experiments = maintained.remove(username).unwrap_or_default();
         Ok(user)

@@ -48,7 +48,8 @@ impl WorkspaceApi {
         &self,
         request: Request<pb::GetProjectRequest>,
     ) -> Reply<pb::GetProjectResponse> {
-        let project = self.0.workspace.get_project(&request.get_ref().name).await.map_err(status)?;
+        let project =
+            self.0.workspace.project_with_experiments(&request.get_ref().name).await.map_err(status)?;
         ok(pb::GetProjectResponse { project: Some(project_to(&project)), status: None })
     }
 

@@ -35,7 +35,8 @@ impl WorkspaceApi {
     }
 
     pub(crate) async fn get_user(&self, request: Request<pb::GetUserRequest>) -> Reply<pb::GetUserResponse> {
-        let user = self.0.workspace.get_user(&request.get_ref().username).await.map_err(status)?;
+        let user =
+            self.0.workspace.user_with_experiments(&request.get_ref().username).await.map_err(status)?;
         ok(pb::GetUserResponse { user: Some(user_to(&user)), status: None })
     }
 
