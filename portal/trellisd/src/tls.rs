@@ -81,7 +81,11 @@ pub async fn serve(
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }
                 }
-                _ = cancel.cancelled() => connection.as_mut().graceful_shutdown(),
+                _ = cancel.cancelled() => {
+                    // Finish the requests in flight (bounded), then close.
+                    connection.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), connection.as_mut()).await;
+                }
             }
         });
     }
