@@ -92,8 +92,14 @@ impl Gate {
         let (access_mode, relations) = match target {
             Target::User(name) => {
                 let user = ws.get_user(name).await?;
-                let orgs = self.organizations_by_name().await?;
-                let approved = |o: &str| orgs.get(o).is_some_and(|o| o.state == UserState::Active);
+                // Only organizations both belong to can relate them: read just those, not all.
+                let mut approved_orgs = Vec::new();
+                for name in user.organizations.keys().filter(|o| caller.user.organizations.contains_key(*o)) {
+                    if ws.find_organization(name).await?.is_some_and(|o| o.state == UserState::Active) {
+                        approved_orgs.push(name.clone());
+                    }
+                }
+                let approved = |o: &str| approved_orgs.iter().any(|a| a == o);
                 (user.access_mode, user_relations(subject, Some(&caller.user), &user, &approved))
             }
             Target::Identity(name) => {
