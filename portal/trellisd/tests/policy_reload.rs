@@ -1,30 +1,15 @@
 //! The policy file is live: a valid edit takes effect without a restart, an invalid one is
 //! rejected and the policy in force stays.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
-use tonic::transport::Channel;
-use tonic::{Code, Request};
+use common::{Daemon, authed};
+use tonic::Code;
 use trellis_api::portal::v1 as pb;
 use trellis_api::portal::v1::identity_client::IdentityClient;
 use trellis_api::portal::v1::workspace_client::WorkspaceClient;
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn authed<T>(message: T, token: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
 
 /// Polls `check` until it returns true; the file watcher polls about once a second.
 async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
@@ -39,27 +24,12 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
 async fn policy_edits_apply_live_and_bad_ones_are_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let policy_path = dir.path().join("policy.yml");
-    let addr: SocketAddr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_trellisd"))
-        .args(["up", "--listen", &addr.to_string()])
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .arg("--policy")
-        .arg(&policy_path)
-        .env("TRELLIS_ADMIN_PASSWORD", "policy-admin-pw")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _daemon = Daemon(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "trellisd did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let policy_arg = policy_path.to_str().unwrap();
+    let daemon =
+        Daemon::start(&["up", "--policy", policy_arg], &dir.path().join("data"), "policy-admin-pw").await;
     let original = std::fs::read_to_string(&policy_path).expect("first start writes the built-in policy");
 
-    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let channel = daemon.channel().await;
     let mut id = IdentityClient::new(channel.clone());
     id.register(pb::RegisterRequest {
         username: "alice".into(),

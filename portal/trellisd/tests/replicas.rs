@@ -1,11 +1,11 @@
 //! Two `trellisd serve api` processes on one etcd behave as one portal: a write through either
 //! is visible through the other at once, and a token from one is accepted by the other.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-use tonic::Request;
+use std::net::SocketAddr;
+
+use common::{Daemon, authed};
 use tonic::transport::Channel;
 use trellis_api::portal::v1 as pb;
 use trellis_api::portal::v1::identity_client::IdentityClient;
@@ -14,58 +14,20 @@ use trellis_testkit::etcd::EtcdServer;
 
 const ADMIN_PASSWORD: &str = "replica-admin-pw";
 
-/// A `trellisd serve api` child process, killed when dropped.
+/// A `trellisd serve api` replica with its own data directory (for its policy file).
 struct Replica {
-    child: Child,
-    addr: SocketAddr,
+    daemon: Daemon,
     _dir: tempfile::TempDir,
 }
 
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
-fn start_replica(etcd: &str) -> Replica {
+async fn start_replica(etcd: &str) -> Replica {
     let dir = tempfile::tempdir().unwrap();
-    let addr = free_addr();
-    let child = Command::new(env!("CARGO_BIN_EXE_trellisd"))
-        .args(["serve", "api", "--etcd", etcd, "--listen", &addr.to_string()])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env("TRELLIS_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn trellisd");
-    Replica { child, addr, _dir: dir }
-}
-
-async fn wait_ready(replica: &mut Replica) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(replica.addr).is_err() {
-        if let Ok(Some(status)) = replica.child.try_wait() {
-            panic!("trellisd exited early: {status}");
-        }
-        assert!(Instant::now() < deadline, "trellisd did not start listening");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let daemon = Daemon::start(&["serve", "api", "--etcd", etcd], dir.path(), ADMIN_PASSWORD).await;
+    Replica { daemon, _dir: dir }
 }
 
 async fn channel(addr: SocketAddr) -> Channel {
     Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap()
-}
-
-fn authed<T>(message: T, token: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
 }
 
 async fn login(addr: SocketAddr, username: &str, password: &str) -> String {
@@ -81,10 +43,9 @@ async fn login(addr: SocketAddr, username: &str, password: &str) -> String {
 async fn two_api_replicas_share_one_etcd() {
     let etcd = EtcdServer::start().await.unwrap();
     // Both start at once: they race to create the signing key and the admin; one of each wins.
-    let mut a = start_replica(&etcd.endpoint());
-    let mut b = start_replica(&etcd.endpoint());
-    wait_ready(&mut a).await;
-    wait_ready(&mut b).await;
+    let endpoint = etcd.endpoint();
+    let (a, b) = tokio::join!(start_replica(&endpoint), start_replica(&endpoint));
+    let (a, b) = (&a.daemon, &b.daemon);
 
     // Register on A, activate as admin on B, log in on A, use the token on B.
     IdentityClient::new(channel(a.addr).await)
