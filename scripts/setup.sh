@@ -2,14 +2,16 @@
 # Installs everything Trellis needs on Debian 12, idempotently:
 #   - Debian packages: etcd (tests, multi-node), protoc (etcd-client's build), OpenSSH client,
 #     bubblewrap (the model compiler's sandbox), Ceph (the RADOS blob store and its tests:
-#     mon/mgr/osd/mds daemons, librados for the `rados` build), Python venv.
+#     mon/mgr/osd/mds daemons, librados for the `rados` build), Python venv, METIS (`gpmetis`, the
+#     reference partitioner the realization benchmark compares against).
 #   - A Python venv at .venv with the real MergeTB client libraries, for the compatibility tests.
 # Safe to run again: each step checks first and does nothing when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(etcd-server etcd-client protobuf-compiler libprotobuf-dev openssh-client openssl python3-venv curl
-  ca-certificates bubblewrap util-linux ceph-mon ceph-mgr ceph-osd ceph-mds ceph-common uuid-runtime librados-dev)
+  ca-certificates bubblewrap util-linux ceph-mon ceph-mgr ceph-osd ceph-mds ceph-common uuid-runtime librados-dev
+  metis)
 # Pinned: the versions the compatibility tests are written against. protobuf 7 breaks
 # mergexp 0.3.0 (`metal==True` raises "Expected an int, got a boolean").
 PY_PACKAGES=(mergetbapi==1.6.0 mergetb==1.3.16 mergexp==0.3.0 "protobuf>=6,<7" pytest==8.3.4)
