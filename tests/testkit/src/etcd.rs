@@ -2,6 +2,7 @@
 //!
 //! [`EtcdServer::start`] runs Debian's `/usr/bin/etcd` as a single-member cluster on free
 //! loopback ports with a fresh temporary data directory and waits until it reports healthy.
+//! It runs with the transaction limits Trellis requires ([`MAX_TXN_OPS`], [`MAX_REQUEST_BYTES`]).
 //! The server can be stopped and restarted on the same ports and data (to test resuming after a
 //! restart). Dropping it kills the process (by PID, the one this handle started) and removes the
 //! directory. etcd's own output goes to `etcd.log` in that directory, and its tail is included
@@ -20,6 +21,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const ETCD_BIN: &str = "/usr/bin/etcd";
 /// How long a start may take before it is treated as failed.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Operations etcd accepts in one transaction (etcd's default is 128). Trellis needs more:
+/// realizing an experiment compares and writes one key per host, port, trunk and VLAN it takes,
+/// all in one transaction. Production etcd must be started with at least this.
+pub const MAX_TXN_OPS: u32 = 10_000;
+/// The largest request etcd accepts, in bytes (etcd's default is 1.5 MiB), for the same reason.
+pub const MAX_REQUEST_BYTES: u32 = 32 * 1024 * 1024;
 /// How many fresh port pairs `start` tries (another process may take a port we picked).
 const START_ATTEMPTS: usize = 3;
 
@@ -105,6 +112,10 @@ impl EtcdServer {
             // TTL (1.5 election timeouts) stays at one second.
             .arg("--heartbeat-interval=50")
             .arg("--election-timeout=500")
+            // What Trellis requires of a production etcd: a realization commits every resource
+            // it takes in one transaction, beyond the defaults of 128 operations and 1.5 MiB.
+            .arg(format!("--max-txn-ops={MAX_TXN_OPS}"))
+            .arg(format!("--max-request-bytes={MAX_REQUEST_BYTES}"))
             .arg("--logger=zap")
             .arg("--log-outputs=stderr")
             .arg("--log-level=warn")

@@ -60,10 +60,11 @@ fn dependencies_point_inward() {
     let layer = |name: &str| match name {
         "trellis-types" | "trellis-store" | "trellis-policy" | "trellis-api" | "trellis-testkit"
         | "trellis-blobs" => 0,
-        "trellis-identity" | "trellis-compiler" => 1,
+        "trellis-identity" | "trellis-compiler" | "trellis-embed" => 1,
         "trellis-workspace" | "trellis-model" => 2,
-        "trellis-api-server" => 3,
-        _ => 4, // binaries and benches at the edge
+        "trellis-realize" => 3,
+        "trellis-api-server" => 4,
+        _ => 5, // binaries and benches at the edge
     };
     for (name, _, deps) in crates() {
         for dep in deps {
