@@ -9,14 +9,18 @@ use trellis_api::portal::v1 as pb;
 use trellis_identity::{OidcConfig, TokenConfig, TokenService};
 use trellis_model::ModelService;
 use trellis_policy::PolicyHandle;
+use trellis_realize::RealizeService;
 use trellis_store::Store;
 use trellis_store::cache::CachedStore;
 use trellis_types::Error;
 use trellis_workspace::{Workspace, WorkspaceConfig};
 
 use crate::api::Services;
+use crate::api::alloc::AllocApi;
+use crate::api::commission::CommissionApi;
 use crate::api::identity::IdentityApi;
 use crate::api::model::ModelApi;
+use crate::api::realize::RealizeApi;
 use crate::api::unbuilt::Unbuilt;
 use crate::api::workspace::WorkspaceApi;
 use crate::authz::Gate;
@@ -52,6 +56,9 @@ impl Portal {
         policy: PolicyHandle,
         config: PortalConfig,
     ) -> Result<Portal, Error> {
+        // Realizations read allocations straight from the store: their compare-and-swap
+        // commits must see the latest revision, and the cache covers only workspace records.
+        let realize = config.models.clone().map(|models| RealizeService::new(store.clone(), models));
         let store: Arc<dyn Store> = Arc::new(CachedStore::new(
             store,
             "/trellis/",
@@ -60,13 +67,18 @@ impl Portal {
         let workspace = Workspace::new(store.clone(), config.workspace);
         let tokens = Arc::new(TokenService::new(store.clone(), config.tokens, config.oidc).await?);
         let gate = Gate::new(workspace.clone(), policy);
-        let services = Services { workspace, tokens, gate, models: config.models };
+        let services = Services { workspace, tokens, gate, models: config.models, realize };
         Ok(Portal { services, store, git_root: config.git_root })
     }
 
     /// The workspace service (for bootstrapping the administrator).
     pub fn workspace(&self) -> &Workspace {
         &self.services.workspace
+    }
+
+    /// The realization service (facilities, pools, realizations), if models are enabled.
+    pub fn realize(&self) -> Option<&RealizeService> {
+        self.services.realize.as_ref()
     }
 
     /// The token service.
@@ -80,9 +92,9 @@ impl Portal {
         let grpc =
             tonic::service::Routes::new(pb::identity_server::IdentityServer::new(IdentityApi(s.clone())))
                 .add_service(pb::workspace_server::WorkspaceServer::new(WorkspaceApi(s.clone())))
-                .add_service(pb::alloc_server::AllocServer::new(Unbuilt))
+                .add_service(pb::alloc_server::AllocServer::new(AllocApi(s.clone())))
                 .add_service(pb::artifact_server::ArtifactServer::new(Unbuilt))
-                .add_service(pb::commission_server::CommissionServer::new(Unbuilt))
+                .add_service(pb::commission_server::CommissionServer::new(CommissionApi(s.clone())))
                 .add_service(pb::communications_server::CommunicationsServer::new(Unbuilt))
                 .add_service(pb::cred_server::CredServer::new(Unbuilt))
                 .add_service(pb::deploy_server::DeployServer::new(Unbuilt))
@@ -90,7 +102,7 @@ impl Portal {
                 .add_service(pb::materialize_server::MaterializeServer::new(Unbuilt))
                 .add_service(pb::mergefs_server::MergefsServer::new(Unbuilt))
                 .add_service(pb::model_server::ModelServer::new(ModelApi(s.clone())))
-                .add_service(pb::realize_server::RealizeServer::new(Unbuilt))
+                .add_service(pb::realize_server::RealizeServer::new(RealizeApi(s.clone())))
                 .add_service(pb::wireguard_server::WireguardServer::new(Unbuilt))
                 .add_service(pb::xdc_server::XdcServer::new(Unbuilt));
         let authorizer = Arc::new(Authorizer::new(s.tokens.clone(), s.workspace.clone(), s.gate.clone()));

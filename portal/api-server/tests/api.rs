@@ -106,10 +106,10 @@ async fn unbuilt_rpcs_name_themselves() {
         .connect()
         .await
         .unwrap();
-    let mut realize = trellis_api::portal::v1::realize_client::RealizeClient::new(channel);
-    let err = realize.get_realizations(pb::GetRealizationsRequest::default()).await.unwrap_err();
+    let mut materialize = trellis_api::portal::v1::materialize_client::MaterializeClient::new(channel);
+    let err = materialize.get_materializations(pb::GetMaterializationsRequest::default()).await.unwrap_err();
     assert_eq!(err.code(), Code::Unimplemented);
-    assert!(err.message().contains("portal.v1.Realize/GetRealizations"), "{}", err.message());
+    assert!(err.message().contains("portal.v1.Materialize/GetMaterializations"), "{}", err.message());
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@
 //! a shared etcd so several replicas cooperate.
 
 mod config;
+mod host_facility;
 mod run;
 mod tls;
 

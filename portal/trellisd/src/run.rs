@@ -110,6 +110,9 @@ fn model_service(settings: &Settings, store: Arc<dyn Store>) -> anyhow::Result<M
     Ok(ModelService::new(store, Arc::new(blobs), compiler))
 }
 
+/// How often expired realizations are looked for.
+const RECLAIM_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
 async fn serve_api(settings: Settings, all_in_one: bool, cancel: CancellationToken) -> anyhow::Result<()> {
     create_private_dir(&settings.data_dir)?;
     let store = open_store(&settings).await?;
@@ -131,6 +134,16 @@ async fn serve_api(settings: Settings, all_in_one: bool, cancel: CancellationTok
     let portal = Portal::new(store.clone(), policy, config).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let password = std::env::var(ENV_ADMIN_PASSWORD).ok().filter(|p| !p.is_empty());
     let generated = portal.workspace().bootstrap_admin(password).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(realize) = portal.realize() {
+        if all_in_one {
+            crate::host_facility::ensure(realize, &settings.data_dir)
+                .await
+                .map_err(|e| anyhow::anyhow!("registering the built-in facility: {e}"))?;
+        }
+        // Every replica reclaims expired realizations; their compare-and-swap commits make
+        // concurrent reclaims harmless.
+        realize.clone().spawn_reclaimer(RECLAIM_EVERY, cancel.clone());
+    }
     let listener =
         TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
     let addr = listener.local_addr()?;

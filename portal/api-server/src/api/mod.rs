@@ -1,8 +1,11 @@
 //! The gRPC services. Each handler converts the request at the edge, calls a service, and
 //! converts the answer back; authorization already happened in the layer.
 
+pub mod alloc;
+pub mod commission;
 pub mod identity;
 pub mod model;
+pub mod realize;
 pub mod unbuilt;
 pub mod workspace;
 mod workspace_orgs;
@@ -14,6 +17,7 @@ use std::sync::Arc;
 use tonic::{Response, Status};
 use trellis_identity::TokenService;
 use trellis_model::ModelService;
+use trellis_realize::RealizeService;
 use trellis_types::Error;
 use trellis_workspace::Workspace;
 
@@ -27,12 +31,23 @@ pub struct Services {
     pub gate: Gate,
     /// `None` when this portal was started without a model store and compiler.
     pub models: Option<ModelService>,
+    /// Facilities, pools and realizations; present whenever models are.
+    pub realize: Option<RealizeService>,
 }
 
 impl Services {
     /// The model service, or why there is none.
     pub fn models(&self) -> Result<&ModelService, Error> {
         self.models.as_ref().ok_or_else(|| {
+            Error::FailedPrecondition("this portal was started without experiment model support".to_owned())
+        })
+    }
+}
+
+impl Services {
+    /// The realization service, or why there is none.
+    pub fn realize(&self) -> Result<&RealizeService, Error> {
+        self.realize.as_ref().ok_or_else(|| {
             Error::FailedPrecondition("this portal was started without experiment model support".to_owned())
         })
     }

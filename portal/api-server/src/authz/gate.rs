@@ -32,6 +32,9 @@ pub enum Target {
     Experiment { project: String, name: String },
     /// An experiment about to be created in a project.
     NewExperiment { project: String, mode: AccessMode },
+    /// Portal-wide objects no user, project or organization owns (facilities, pools): only
+    /// `Any.Any` grants and administrators apply.
+    Portal,
 }
 
 fn mode(m: AccessMode) -> PolicyMode {
@@ -142,6 +145,7 @@ impl Gate {
                 let org = self.organization_of(&project).await?;
                 (*mode, project_relations(subject, &project, org.as_ref()))
             }
+            Target::Portal => (AccessMode::Public, Relations::new()),
         };
         self.decide(caller, entity, access_mode, operation, &relations)
     }

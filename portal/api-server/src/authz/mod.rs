@@ -16,7 +16,7 @@ use trellis_identity::Verified;
 use trellis_types::{Error, User, UserState};
 use trellis_workspace::access::Subject;
 
-pub use gate::Gate;
+pub use gate::{Gate, Target};
 
 /// The authenticated caller of a request, put in the request extensions by the layer.
 #[derive(Debug, Clone)]

@@ -82,6 +82,8 @@ pub fn rules() -> HashMap<&'static str, Rule> {
     let not_built = |why| Rule { access: NotBuilt(why), target: |_| Ok(None), while_pending: false };
     const IMAGES: &str = "disk images";
     const REASONS: &str = "action-reason templates";
+    const STORAGE: &str = "facility block storage pools";
+    const HARBOR: &str = "facility harbors";
 
     let table: Vec<(&'static str, Rule)> = vec![
         // === Identity ===
@@ -368,6 +370,121 @@ pub fn rules() -> HashMap<&'static str, Rule> {
             "/portal.v1.Workspace/UpdateEntityTypeConfigurations",
             active(open!(Admin, pb::UpdateEntityTypeConfigurationsRequest)),
         ),
+        // === Realize ===
+        // A realization's access mode and relations are its experiment's.
+        (
+            "/portal.v1.Realize/Realize",
+            active(policy!(Realization, Create, pb::RealizeRequest, |r| Target::Experiment {
+                project: r.project,
+                name: r.experiment
+            })),
+        ),
+        (
+            "/portal.v1.Realize/GetRealization",
+            active(policy!(Realization, Read, pb::GetRealizationRequest, |r| Target::Experiment {
+                project: r.project,
+                name: r.experiment
+            })),
+        ),
+        // Filtered by the same policy in the handler.
+        ("/portal.v1.Realize/GetRealizations", active(open!(SignedIn, pb::GetRealizationsRequest))),
+        (
+            "/portal.v1.Realize/UpdateRealization",
+            active(policy!(Realization, Update, pb::UpdateRealizationRequest, |r| Target::Experiment {
+                project: r.project,
+                name: r.experiment
+            })),
+        ),
+        (
+            "/portal.v1.Realize/Relinquish",
+            active(policy!(Realization, Delete, pb::RelinquishRequest, |r| Target::Experiment {
+                project: r.project,
+                name: r.experiment
+            })),
+        ),
+        (
+            "/portal.v1.Realize/GetResources",
+            active(policy!(Facility, Read, pb::GetResourcesRequest, |_r| Target::Portal)),
+        ),
+        // === Commission ===
+        (
+            "/portal.v1.Commission/RegisterFacility",
+            active(policy!(Facility, Create, pb::RegisterFacilityRequest, |_r| Target::Portal)),
+        ),
+        (
+            "/portal.v1.Commission/GetFacilities",
+            active(policy!(Facility, Read, pb::GetFacilitiesRequest, |_r| Target::Portal)),
+        ),
+        (
+            "/portal.v1.Commission/GetFacility",
+            active(policy!(Facility, Read, pb::GetFacilityRequest, |_r| Target::Portal)),
+        ),
+        (
+            "/portal.v1.Commission/UpdateFacility",
+            active(policy!(Facility, Update, pb::UpdateFacilityRequest, |_r| Target::Portal)),
+        ),
+        (
+            "/portal.v1.Commission/DeleteFacility",
+            active(policy!(Facility, Delete, pb::DeleteFacilityRequest, |_r| Target::Portal)),
+        ),
+        (
+            "/portal.v1.Commission/ActivateResources",
+            active(policy!(Facility, Update, pb::ActivateResourcesRequest, |_r| Target::Portal)),
+        ),
+        (
+            "/portal.v1.Commission/DeactivateResources",
+            active(policy!(Facility, Update, pb::DeactivateResourcesRequest, |_r| Target::Portal)),
+        ),
+        ("/portal.v1.Commission/ListBlockPools", not_built(STORAGE)),
+        ("/portal.v1.Commission/InitializeHarbor", not_built(HARBOR)),
+        ("/portal.v1.Commission/DeinitializeHarbor", not_built(HARBOR)),
+        // === Alloc: pools and the allocation table ===
+        ("/portal.v1.Alloc/GetPool", active(policy!(Pool, Read, pb::GetPoolRequest, |_r| Target::Portal))),
+        ("/portal.v1.Alloc/GetPools", active(policy!(Pool, Read, pb::GetPoolsRequest, |_r| Target::Portal))),
+        (
+            "/portal.v1.Alloc/CreatePool",
+            active(policy!(Pool, Create, pb::CreatePoolRequest, |_r| Target::Portal)),
+        ),
+        (
+            "/portal.v1.Alloc/DeletePool",
+            active(policy!(Pool, Delete, pb::DeletePoolRequest, |_r| Target::Portal)),
+        ),
+        (
+            "/portal.v1.Alloc/AddProject",
+            active(policy!(Pool, Update, pb::AddProjectToPoolRequest, |_r| Target::Portal)),
+        ),
+        (
+            "/portal.v1.Alloc/RemoveProject",
+            active(policy!(Pool, Update, pb::RemoveProjectFromPoolRequest, |_r| Target::Portal)),
+        ),
+        (
+            "/portal.v1.Alloc/AddOrganization",
+            active(policy!(Pool, Update, pb::AddOrganizationToPoolRequest, |_r| Target::Portal)),
+        ),
+        (
+            "/portal.v1.Alloc/RemoveOrganization",
+            active(policy!(Pool, Update, pb::RemoveOrganizationFromPoolRequest, |_r| Target::Portal)),
+        ),
+        (
+            "/portal.v1.Alloc/AddFacility",
+            active(policy!(Pool, Update, pb::AddFacilityToPoolRequest, |_r| Target::Portal)),
+        ),
+        (
+            "/portal.v1.Alloc/RemoveFacility",
+            active(policy!(Pool, Update, pb::RemoveFacilityFromPoolRequest, |_r| Target::Portal)),
+        ),
+        (
+            "/portal.v1.Alloc/UpdatePoolResources",
+            active(policy!(Pool, Update, pb::UpdatePoolResourcesRequest, |_r| Target::Portal)),
+        ),
+        (
+            "/portal.v1.Alloc/UpdatePoolPriority",
+            active(policy!(Pool, Update, pb::UpdatePoolPriorityRequest, |_r| Target::Portal)),
+        ),
+        // The raw allocation table is operator territory.
+        ("/portal.v1.Alloc/Fetch", active(open!(Admin, pb::FetchAllocationTableRequest))),
+        ("/portal.v1.Alloc/Free", active(open!(Admin, pb::FreeRequest))),
+        ("/portal.v1.Alloc/Alloc", active(open!(Admin, pb::AllocationRequest))),
         ("/portal.v1.Workspace/CreateImage", not_built(IMAGES)),
         ("/portal.v1.Workspace/DeleteImage", not_built(IMAGES)),
         ("/portal.v1.Workspace/GetImage", not_built(IMAGES)),
@@ -388,7 +505,17 @@ mod tests {
         let rules = rules();
         let missing: Vec<_> = trellis_api::ALL_METHODS
             .iter()
-            .filter(|m| ["portal.v1.Identity", "portal.v1.Workspace", "portal.v1.Model"].contains(&m.service))
+            .filter(|m| {
+                [
+                    "portal.v1.Identity",
+                    "portal.v1.Workspace",
+                    "portal.v1.Model",
+                    "portal.v1.Realize",
+                    "portal.v1.Commission",
+                    "portal.v1.Alloc",
+                ]
+                .contains(&m.service)
+            })
             .filter(|m| !rules.contains_key(m.path))
             .map(|m| m.path)
             .collect();

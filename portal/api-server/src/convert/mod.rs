@@ -1,5 +1,7 @@
 //! Conversions between domain types and Merge's wire messages. Only this crate knows both.
 
+pub mod realize;
+
 use std::collections::HashMap;
 
 use trellis_api::portal::v1 as pb;
@@ -8,7 +10,7 @@ use trellis_types::{
     UserState,
 };
 
-fn timestamp(unix: i64) -> Option<prost_types::Timestamp> {
+pub(crate) fn timestamp(unix: i64) -> Option<prost_types::Timestamp> {
     Some(prost_types::Timestamp { seconds: unix, nanos: 0 })
 }
 
