@@ -1,14 +1,22 @@
 //! The command line, as clap derive types.
 //!
 //! Commands follow Merge's `mrg`: a verb (`new`, `list`, `show`, `delete`, ...) then a noun.
-//! Experiments are named `<experiment>.<project>`, as everywhere in Merge.
-//! Any unique prefix of a subcommand is accepted (`trellis l p` is `trellis list projects`).
+//! Experiments are named `<experiment>.<project>` and realizations
+//! `<realization>.<experiment>.<project>`, as everywhere in Merge.
+//! Any unique prefix of a subcommand is accepted (`trellis li proj` is `trellis list projects`).
 
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+mod realize;
+
+pub use realize::{
+    Lifetime, NewFacilityArgs, NewPoolArgs, PoolAdd, PoolCommand, PoolPatch, PoolRemove, RealizationRef,
+    RealizeArgs, ResourcesTarget, RevisionKind, UpdateCommand, UpdatePool, UpdateRealization,
+};
 
 /// Command-line client for Trellis and other MergeTB-compatible portals.
 #[derive(Debug, Parser)]
@@ -47,26 +55,43 @@ pub enum Command {
         #[arg(short = 't', long)]
         token: bool,
     },
-    /// Create a project, experiment, organization or membership.
+    /// Create a project, experiment, organization, membership, facility or pool.
     #[command(subcommand)]
     New(NewCommand),
-    /// List projects, experiments, organizations or users.
+    /// List projects, experiments, organizations, users, realizations, facilities, pools, ...
     List(ListArgs),
-    /// Show one project, experiment, organization or user.
+    /// Show one project, experiment, organization, user, realization, facility or pool.
     #[command(subcommand)]
     Show(ShowCommand),
-    /// Delete a project, experiment, organization or membership.
+    /// Change a realization's expiration or a pool's resources.
+    #[command(subcommand)]
+    Update(UpdateCommand),
+    /// Delete a project, experiment, organization, membership, facility or pool.
     #[command(subcommand)]
     Delete(DeleteCommand),
     /// Manage SSH public keys.
     #[command(subcommand)]
     Keys(KeysCommand),
-    /// Activate an account (administrators).
+    /// Activate an account or facility resources (administrators).
     #[command(subcommand)]
-    Activate(UserTarget),
+    Activate(ActivateTarget),
+    /// Take facility resources out of service: new realizations will not use them
+    /// (administrators).
+    #[command(subcommand)]
+    Deactivate(DeactivateTarget),
     /// Freeze an account (administrators).
     #[command(subcommand)]
     Freeze(UserTarget),
+    /// Reserve resources for an experiment revision.
+    Realize(RealizeArgs),
+    /// Release a realization's resources.
+    Relinquish {
+        /// `<realization>.<experiment>.<project>`.
+        name: RealizationRef,
+    },
+    /// Change a resource pool's projects, organizations or facilities (administrators).
+    #[command(subcommand)]
+    Pool(PoolCommand),
     /// Compile a model (model.py) on the portal and report its problems; stores nothing.
     Compile {
         /// The model file.
@@ -192,6 +217,10 @@ pub enum NewCommand {
     /// Add a member.
     #[command(subcommand)]
     Member(NewMember),
+    /// Commission a facility with its resource model (administrators).
+    Facility(NewFacilityArgs),
+    /// Create a resource pool (administrators).
+    Pool(NewPoolArgs),
 }
 
 /// `trellis new member ...`.
@@ -235,6 +264,21 @@ pub enum ListKind {
     /// Users.
     #[command(alias = "user")]
     Users,
+    /// Realizations.
+    #[command(alias = "realization")]
+    Realizations,
+    /// Facilities.
+    #[command(alias = "facility")]
+    Facilities,
+    /// Resource pools.
+    #[command(alias = "pool")]
+    Pools,
+    /// Every facility resource and what is allocated on it.
+    #[command(alias = "resource")]
+    Resources,
+    /// The allocation table: which realization holds what (administrators).
+    #[command(alias = "allocation")]
+    Allocations,
 }
 
 /// `trellis show ...`.
@@ -263,6 +307,24 @@ pub enum ShowCommand {
         /// Username.
         name: String,
     },
+    /// Show a realization: its nodes on their hosts, its links, its status.
+    Realization {
+        /// `<realization>.<experiment>.<project>`.
+        name: RealizationRef,
+    },
+    /// Show a facility.
+    Facility {
+        /// Facility name.
+        name: String,
+        /// Summarize its resource model too.
+        #[arg(short = 'm', long)]
+        model: bool,
+    },
+    /// Show a resource pool.
+    Pool {
+        /// Pool name.
+        name: String,
+    },
 }
 
 /// `trellis delete ...`.
@@ -286,6 +348,16 @@ pub enum DeleteCommand {
     /// Remove a member.
     #[command(subcommand)]
     Member(DeleteMember),
+    /// Decommission a facility (administrators).
+    Facility {
+        /// Facility name.
+        name: String,
+    },
+    /// Delete a resource pool (administrators).
+    Pool {
+        /// Pool name.
+        name: String,
+    },
 }
 
 /// `trellis delete member ...`.
@@ -327,7 +399,7 @@ pub enum KeysCommand {
     },
 }
 
-/// The only noun `activate` and `freeze` take.
+/// The only noun `freeze` takes.
 #[derive(Debug, Subcommand)]
 pub enum UserTarget {
     /// A user account.
@@ -335,6 +407,25 @@ pub enum UserTarget {
         /// Username.
         name: String,
     },
+}
+
+/// What `activate` takes.
+#[derive(Debug, Subcommand)]
+pub enum ActivateTarget {
+    /// A user account.
+    User {
+        /// Username.
+        name: String,
+    },
+    /// Resources of a facility, back in service.
+    Resources(ResourcesTarget),
+}
+
+/// What `deactivate` takes.
+#[derive(Debug, Subcommand)]
+pub enum DeactivateTarget {
+    /// Resources of a facility, out of service.
+    Resources(ResourcesTarget),
 }
 
 /// An experiment named `<experiment>.<project>`.

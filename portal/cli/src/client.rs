@@ -12,7 +12,11 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Status};
 use tonic_types::StatusExt;
+use trellis_api::portal::v1::alloc_client::AllocClient;
+use trellis_api::portal::v1::commission_client::CommissionClient;
 use trellis_api::portal::v1::identity_client::IdentityClient;
+use trellis_api::portal::v1::model_client::ModelClient;
+use trellis_api::portal::v1::realize_client::RealizeClient;
 use trellis_api::portal::v1::workspace_client::WorkspaceClient;
 
 use crate::error::CliError;
@@ -27,7 +31,13 @@ pub struct Clients {
     /// `portal.v1.Workspace`.
     pub workspace: WorkspaceClient<AuthChannel>,
     /// `portal.v1.Model`.
-    pub model: trellis_api::portal::v1::model_client::ModelClient<AuthChannel>,
+    pub model: ModelClient<AuthChannel>,
+    /// `portal.v1.Realize`.
+    pub realize: RealizeClient<AuthChannel>,
+    /// `portal.v1.Commission` (facilities).
+    pub commission: CommissionClient<AuthChannel>,
+    /// `portal.v1.Alloc` (pools and the allocation table).
+    pub alloc: AllocClient<AuthChannel>,
 }
 
 /// Adds the bearer token to outgoing requests.
@@ -95,7 +105,10 @@ pub async fn connect(server: &str, ca_cert: Option<&Path>, token: Option<&str>) 
     Ok(Clients {
         identity: IdentityClient::with_interceptor(channel.clone(), auth.clone()),
         workspace: WorkspaceClient::with_interceptor(channel.clone(), auth.clone()),
-        model: trellis_api::portal::v1::model_client::ModelClient::with_interceptor(channel, auth),
+        model: ModelClient::with_interceptor(channel.clone(), auth.clone()),
+        realize: RealizeClient::with_interceptor(channel.clone(), auth.clone()),
+        commission: CommissionClient::with_interceptor(channel.clone(), auth.clone()),
+        alloc: AllocClient::with_interceptor(channel, auth),
     })
 }
 

@@ -88,13 +88,51 @@ pub enum CliError {
     /// The portal answered with an error.
     #[error("{}", crate::client::describe_status(.0))]
     Rpc(Box<tonic::Status>),
-    /// A response could not be turned into JSON.
     /// The portal found errors in a compiled model (already printed).
     #[error("the model has {count} error(s)")]
     ModelErrors {
         /// How many.
         count: usize,
     },
+    /// A facility model file is not a binary XIR `Facility`.
+    #[error("{} is not an XIR Facility in binary protobuf encoding", path.display())]
+    BadFacilityModel {
+        /// The file.
+        path: PathBuf,
+        /// Why decoding failed.
+        #[source]
+        source: prost::DecodeError,
+    },
+    /// A facility model file holds JSON, which this client does not convert.
+    #[error(
+        "{} looks like JSON; give the XIR Facility in binary protobuf encoding (model.pb)",
+        path.display()
+    )]
+    JsonFacilityModel {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The portal refused or failed a realize request; its message carries the diagnostics.
+    /// The realization is named unless the portal's message already names it.
+    #[error("{}{}", realize_context(realization, status), crate::client::describe_status(status))]
+    RealizeFailed {
+        /// `<realization>.<experiment>.<project>`.
+        realization: String,
+        /// The portal's answer.
+        status: Box<tonic::Status>,
+    },
+    /// The portal answered a realize request without an error status but with a failure
+    /// code (Merge's way); its diagnostics are in `details`.
+    #[error("{realization} was not realized ({code}){details}")]
+    NotRealized {
+        /// `<realization>.<experiment>.<project>`.
+        realization: String,
+        /// The response code's name (`Unrealizable`, `BadXir`, ...).
+        code: String,
+        /// The diagnostics, one per line, each line starting with a newline.
+        details: String,
+    },
+    /// A response could not be turned into JSON.
     #[error("cannot print JSON")]
     Json(#[source] serde_json::Error),
     /// Standard output could not be written.
@@ -105,8 +143,31 @@ pub enum CliError {
     Runtime(#[source] std::io::Error),
 }
 
+fn realize_context(realization: &str, status: &tonic::Status) -> String {
+    if status.message().contains(realization) {
+        String::new()
+    } else {
+        format!("cannot realize {realization}: ")
+    }
+}
+
 impl From<tonic::Status> for CliError {
     fn from(status: tonic::Status) -> Self {
         CliError::Rpc(Box::new(status))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn realize_errors_name_the_realization_once() {
+        let named = tonic::Status::failed_precondition("r.e.p cannot be realized: node a: no host");
+        let err = CliError::RealizeFailed { realization: "r.e.p".into(), status: Box::new(named) };
+        assert_eq!(err.to_string(), "r.e.p cannot be realized: node a: no host (FailedPrecondition)");
+        let unnamed = tonic::Status::not_found("revision v9 of e.p not found");
+        let err = CliError::RealizeFailed { realization: "r.e.p".into(), status: Box::new(unnamed) };
+        assert_eq!(err.to_string(), "cannot realize r.e.p: revision v9 of e.p not found (NotFound)");
     }
 }

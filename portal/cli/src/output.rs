@@ -5,6 +5,7 @@
 //! Field names follow the proto3 JSON mapping (lowerCamelCase), enums are printed by name
 //! (`"Active"`, `"Creator"`), timestamps as RFC 3339 and 64-bit integers as plain numbers.
 //! Every field is printed, even when it holds its default value, so scripts can rely on keys.
+//! Realizations, facilities and pools are in `output/realize.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -13,6 +14,10 @@ use serde_json::{Map, Value, json};
 use trellis_api::portal::v1 as pb;
 
 use crate::error::CliError;
+
+mod realize;
+
+pub use realize::*;
 
 /// Prints `value` as pretty JSON on standard output.
 pub fn print_json(value: &Value) -> Result<(), CliError> {
@@ -108,7 +113,8 @@ pub fn timestamp(t: Option<&prost_types::Timestamp>) -> String {
     t.map(ToString::to_string).unwrap_or_default()
 }
 
-fn timestamp_json(t: Option<&prost_types::Timestamp>) -> Value {
+/// A timestamp as a JSON string in RFC 3339, or `null` when unset.
+pub fn timestamp_json(t: Option<&prost_types::Timestamp>) -> Value {
     t.map_or(Value::Null, |t| Value::String(t.to_string()))
 }
 

@@ -2,16 +2,20 @@
 
 mod auth;
 mod experiments;
+mod facilities;
 mod keys;
 mod models;
 mod organizations;
+mod pools;
 mod projects;
+mod realizations;
 mod users;
 
 use std::path::PathBuf;
 
 use crate::cli::{
-    Cli, Command, DeleteCommand, DeleteMember, ListKind, NewCommand, NewMember, ShowCommand, UserTarget,
+    ActivateTarget, Cli, Command, DeactivateTarget, DeleteCommand, DeleteMember, ListKind, NewCommand,
+    NewMember, ShowCommand, UpdateCommand, UpdateRealization, UserTarget,
 };
 use crate::client::{self, Clients};
 use crate::config::{self, Config};
@@ -43,18 +47,34 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             NewCommand::Member(NewMember::Project { project, user, role }) => {
                 projects::add_member(&ctx, project, user, role).await
             }
+            NewCommand::Facility(args) => facilities::create(&ctx, args).await,
+            NewCommand::Pool(args) => pools::create(&ctx, args).await,
         },
         Command::List(args) => match args.kind {
             ListKind::Projects => projects::list(&ctx, args.all).await,
             ListKind::Experiments => experiments::list(&ctx, args.all).await,
             ListKind::Organizations => organizations::list(&ctx, args.all).await,
             ListKind::Users => users::list(&ctx, args.all).await,
+            ListKind::Realizations => realizations::list(&ctx, args.all).await,
+            ListKind::Facilities => facilities::list(&ctx).await,
+            ListKind::Pools => pools::list(&ctx).await,
+            ListKind::Resources => facilities::resources(&ctx).await,
+            ListKind::Allocations => facilities::allocations(&ctx).await,
         },
         Command::Show(show) => match show {
             ShowCommand::Project { name } => projects::show(&ctx, name).await,
             ShowCommand::Experiment { name, models } => experiments::show(&ctx, name, models).await,
             ShowCommand::Organization { name } => organizations::show(&ctx, name).await,
             ShowCommand::User { name } => users::show(&ctx, name).await,
+            ShowCommand::Realization { name } => realizations::show(&ctx, name).await,
+            ShowCommand::Facility { name, model } => facilities::show(&ctx, name, model).await,
+            ShowCommand::Pool { name } => pools::show(&ctx, name).await,
+        },
+        Command::Update(update) => match update {
+            UpdateCommand::Realization(UpdateRealization::Expiration { name, duration }) => {
+                realizations::update_expiration(&ctx, name, duration).await
+            }
+            UpdateCommand::Pool(command) => pools::update(&ctx, command).await,
         },
         Command::Delete(delete) => match delete {
             DeleteCommand::Project { name } => projects::delete(&ctx, name).await,
@@ -63,10 +83,21 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             DeleteCommand::Member(DeleteMember::Project { project, user }) => {
                 projects::remove_member(&ctx, project, user).await
             }
+            DeleteCommand::Facility { name } => facilities::delete(&ctx, name).await,
+            DeleteCommand::Pool { name } => pools::delete(&ctx, name).await,
         },
         Command::Keys(keys) => keys::run(&ctx, keys).await,
-        Command::Activate(UserTarget::User { name }) => users::activate(&ctx, name).await,
+        Command::Activate(ActivateTarget::User { name }) => users::activate(&ctx, name).await,
+        Command::Activate(ActivateTarget::Resources(target)) => {
+            facilities::set_active(&ctx, target, true).await
+        }
+        Command::Deactivate(DeactivateTarget::Resources(target)) => {
+            facilities::set_active(&ctx, target, false).await
+        }
         Command::Freeze(UserTarget::User { name }) => users::freeze(&ctx, name).await,
+        Command::Realize(args) => realizations::realize(&ctx, args).await,
+        Command::Relinquish { name } => realizations::relinquish(&ctx, name).await,
+        Command::Pool(command) => pools::run(&ctx, command).await,
     }
 }
 
