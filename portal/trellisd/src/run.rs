@@ -23,8 +23,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     tokio::spawn(shutdown_on_signal(cancel.clone()));
     match cli.command {
-        // Today the API is the only component; `up` will add the others (facility, ingress,
-        // XDC operator) in this same process as they are built.
+        // `up` runs the API and registers this machine as the built-in facility; the other
+        // components (facility agent, ingress, XDC operator) join this process as they are built.
         Command::Up(options) => serve_api(options.settings()?, true, cancel).await,
         Command::Serve { component: Component::Api, options } => {
             serve_api(options.settings()?, false, cancel).await

@@ -261,9 +261,12 @@ pub fn candidates(
                 constraint: step.name,
                 before: list.len(),
                 message: format!(
-                    "no host {} ({} candidates before the {} constraint, 0 after){extra}",
+                    "no host {} ({} before the {} constraint, 0 after){extra}",
                     step.what,
-                    list.len(),
+                    match list.len() {
+                        1 => "1 candidate".to_owned(),
+                        n => format!("{n} candidates"),
+                    },
                     step.name
                 ),
             });

@@ -191,7 +191,7 @@ fn a_host_with_bare_metal_takes_no_vms_and_vice_versa() {
         &d,
         "node v",
         "free",
-        "no host is free: every candidate is in use by other realizations (1 candidates",
+        "no host is free: every candidate is in use by other realizations (1 candidate",
     );
 
     let mut net = Net::new();
@@ -442,7 +442,7 @@ fn deactivated_hosts_are_never_chosen() {
     let id = tb.host_by_name("f1", "r0h1").unwrap();
     tb.hosts[id.0 as usize].active = false;
     let d = embed_err(&tb, &free(), &net.request(), &Options::default());
-    let d = expect(&d, "node a", "pool", "(1 candidates before the pool constraint, 0 after)");
+    let d = expect(&d, "node a", "pool", "(1 candidate before the pool constraint, 0 after)");
     assert_eq!(d.candidates_left, Some(1));
 
     let mut net = Net::new();

@@ -177,7 +177,7 @@ fn a_single_hypervisor_carries_linked_vms() {
         &d,
         "node m",
         "metal",
-        "no host can be allocated as bare metal (1 candidates before the metal constraint, 0 after)",
+        "no host can be allocated as bare metal (1 candidate before the metal constraint, 0 after)",
     );
 }
 

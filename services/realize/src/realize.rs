@@ -58,7 +58,8 @@ fn unrealizable(mzid: &str, why: Unrealizable) -> Error {
             .into_iter()
             .flatten()
             .collect();
-            if !detail.is_empty() {
+            // The engine's own message may already say how many candidates were left.
+            if !detail.is_empty() && !line.contains("candidate") {
                 line.push_str(&format!(" ({})", detail.join(", ")));
             }
             line
