@@ -3,7 +3,11 @@
 #   - Debian packages: etcd (tests, multi-node), protoc (etcd-client's build), OpenSSH client,
 #     bubblewrap (the model compiler's sandbox), Ceph (the RADOS blob store and its tests:
 #     mon/mgr/osd/mds daemons, librados for the `rados` build), Python venv, METIS (`gpmetis`, the
-#     reference partitioner the realization benchmark compares against).
+#     reference partitioner the realization benchmark compares against), and for the built-in
+#     container facility (facility/agent): crun, openssh-server, iproute2 (ip, tc), iptables
+#     (NFQUEUE rules of the link emulation), ping and iperf3 (its tests).
+#   - crun refuses hybrid cgroups while any controller sits on cgroup v2; hugetlb is moved to
+#     a v1 hierarchy when that is the case.
 #   - A Python venv at .venv with the real MergeTB client libraries, for the compatibility tests.
 # Safe to run again: each step checks first and does nothing when already done.
 set -euo pipefail
@@ -11,7 +15,8 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(etcd-server etcd-client protobuf-compiler libprotobuf-dev openssh-client openssl python3-venv curl
   ca-certificates bubblewrap util-linux ceph-mon ceph-mgr ceph-osd ceph-mds ceph-common uuid-runtime librados-dev
-  metis)
+  metis crun openssh-server iproute2 iptables iputils-ping iperf3 nftables)
+# nftables: `nft` for the ingress NAT (ingress/nat) and its network-namespace test.
 # Pinned: the versions the compatibility tests are written against. protobuf 7 breaks
 # mergexp 0.3.0 (`metal==True` raises "Expected an int, got a boolean").
 PY_PACKAGES=(mergetbapi==1.6.0 mergetb==1.3.16 mergexp==0.3.0 "protobuf>=6,<7" pytest==8.3.4)
@@ -35,6 +40,17 @@ if command -v systemctl >/dev/null 2>&1; then
       sudo_if_needed systemctl disable --now "$unit" >/dev/null 2>&1 || true
     fi
   done
+fi
+
+# crun 1.8 fails with "cgroups in hybrid mode not supported" while a controller (hugetlb on
+# Debian's hybrid layout) is enabled on the v2 hierarchy; binding it to a v1 hierarchy empties
+# the v2 controller list. Only when needed: on a pure v1 or pure v2 machine nothing is done.
+UNIFIED=/sys/fs/cgroup/unified
+if [ -r "$UNIFIED/cgroup.controllers" ] && grep -qw hugetlb "$UNIFIED/cgroup.controllers" \
+  && ! mountpoint -q /sys/fs/cgroup/hugetlb; then
+  echo "setup: binding the hugetlb cgroup controller to v1 so crun accepts the hybrid layout"
+  sudo_if_needed mkdir -p /sys/fs/cgroup/hugetlb
+  sudo_if_needed mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
 fi
 
 VENV=.venv

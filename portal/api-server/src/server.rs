@@ -6,8 +6,11 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use trellis_api::portal::v1 as pb;
+use trellis_credentials::{SshCa, SshCaConfig};
 use trellis_identity::{OidcConfig, TokenConfig, TokenService};
+use trellis_materialize::{IngressConfig, MaterializeConfig, MaterializeService, MtlsConnector};
 use trellis_model::ModelService;
+use trellis_pki::Pki;
 use trellis_policy::PolicyHandle;
 use trellis_realize::RealizeService;
 use trellis_store::Store;
@@ -18,7 +21,9 @@ use trellis_workspace::{Workspace, WorkspaceConfig};
 use crate::api::Services;
 use crate::api::alloc::AllocApi;
 use crate::api::commission::CommissionApi;
+use crate::api::cred::CredApi;
 use crate::api::identity::IdentityApi;
+use crate::api::materialize::MaterializeApi;
 use crate::api::model::ModelApi;
 use crate::api::realize::RealizeApi;
 use crate::api::unbuilt::Unbuilt;
@@ -34,6 +39,10 @@ pub struct PortalConfig {
     pub workspace: WorkspaceConfig,
     /// Model compilation and revisions; without it the Model RPCs say they are unavailable.
     pub models: Option<ModelService>,
+    /// Where node ingresses are published.
+    pub ingress: IngressConfig,
+    /// Lifetimes of SSH certificates the portal issues.
+    pub ssh_ca: SshCaConfig,
     /// Where the per-experiment git repositories live; `None` disables `/git/...`.
     pub git_root: Option<std::path::PathBuf>,
 }
@@ -43,6 +52,7 @@ pub struct Portal {
     services: Services,
     store: Arc<dyn Store>,
     git_root: Option<std::path::PathBuf>,
+    pki: Pki,
 }
 
 impl Portal {
@@ -58,7 +68,9 @@ impl Portal {
     ) -> Result<Portal, Error> {
         // Realizations read allocations straight from the store: their compare-and-swap
         // commits must see the latest revision, and the cache covers only workspace records.
+        let raw_store = store.clone();
         let realize = config.models.clone().map(|models| RealizeService::new(store.clone(), models));
+        let credentials = SshCa::open(store.clone(), config.ssh_ca).await?;
         let store: Arc<dyn Store> = Arc::new(CachedStore::new(
             store,
             "/trellis/",
@@ -67,8 +79,25 @@ impl Portal {
         let workspace = Workspace::new(store.clone(), config.workspace);
         let tokens = Arc::new(TokenService::new(store.clone(), config.tokens, config.oidc).await?);
         let gate = Gate::new(workspace.clone(), policy);
-        let services = Services { workspace, tokens, gate, models: config.models, realize };
-        Ok(Portal { services, store, git_root: config.git_root })
+        let pki = Pki::load_or_create(raw_store.as_ref()).await?;
+        let materialize = match (&realize, &config.models) {
+            (Some(realize), Some(models)) => Some(MaterializeService::new(
+                raw_store.clone(),
+                realize.clone(),
+                models.clone(),
+                workspace.clone(),
+                Arc::new(MtlsConnector::new(pki.clone())),
+                MaterializeConfig {
+                    ssh_ca_public_key: credentials.public_key_openssh()?,
+                    ingress: config.ingress.clone(),
+                    controller: Default::default(),
+                },
+            )),
+            _ => None,
+        };
+        let services =
+            Services { workspace, tokens, gate, models: config.models, realize, credentials, materialize };
+        Ok(Portal { services, store, git_root: config.git_root, pki })
     }
 
     /// The workspace service (for bootstrapping the administrator).
@@ -79,6 +108,21 @@ impl Portal {
     /// The realization service (facilities, pools, realizations), if models are enabled.
     pub fn realize(&self) -> Option<&RealizeService> {
         self.services.realize.as_ref()
+    }
+
+    /// The materialization service, if models are enabled (its controller is the caller's to run).
+    pub fn materialize(&self) -> Option<&MaterializeService> {
+        self.services.materialize.as_ref()
+    }
+
+    /// The portal's X.509 authority (facility certificates for mutual TLS).
+    pub fn pki(&self) -> &Pki {
+        &self.pki
+    }
+
+    /// The SSH certificate authority.
+    pub fn credentials(&self) -> &SshCa {
+        &self.services.credentials
     }
 
     /// The token service.
@@ -96,10 +140,10 @@ impl Portal {
                 .add_service(pb::artifact_server::ArtifactServer::new(Unbuilt))
                 .add_service(pb::commission_server::CommissionServer::new(CommissionApi(s.clone())))
                 .add_service(pb::communications_server::CommunicationsServer::new(Unbuilt))
-                .add_service(pb::cred_server::CredServer::new(Unbuilt))
+                .add_service(pb::cred_server::CredServer::new(CredApi(s.clone())))
                 .add_service(pb::deploy_server::DeployServer::new(Unbuilt))
                 .add_service(pb::key_value_server::KeyValueServer::new(Unbuilt))
-                .add_service(pb::materialize_server::MaterializeServer::new(Unbuilt))
+                .add_service(pb::materialize_server::MaterializeServer::new(MaterializeApi(s.clone())))
                 .add_service(pb::mergefs_server::MergefsServer::new(Unbuilt))
                 .add_service(pb::model_server::ModelServer::new(ModelApi(s.clone())))
                 .add_service(pb::realize_server::RealizeServer::new(RealizeApi(s.clone())))

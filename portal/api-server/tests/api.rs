@@ -106,10 +106,10 @@ async fn unbuilt_rpcs_name_themselves() {
         .connect()
         .await
         .unwrap();
-    let mut materialize = trellis_api::portal::v1::materialize_client::MaterializeClient::new(channel);
-    let err = materialize.get_materializations(pb::GetMaterializationsRequest::default()).await.unwrap_err();
+    let mut wireguard = trellis_api::portal::v1::wireguard_client::WireguardClient::new(channel);
+    let err = wireguard.get_wg_enclave(pb::GetWgEnclaveRequest::default()).await.unwrap_err();
     assert_eq!(err.code(), Code::Unimplemented);
-    assert!(err.message().contains("portal.v1.Materialize/GetMaterializations"), "{}", err.message());
+    assert!(err.message().contains("portal.v1.Wireguard/GetWgEnclave"), "{}", err.message());
 }
 
 #[tokio::test]

@@ -11,8 +11,12 @@ use std::str::FromStr;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod materialize;
 mod realize;
 
+pub use materialize::{
+    DematerializeArgs, GenerateTarget, IngressArgs, IngressProtocol, MaterializeArgs, NodesCommand,
+};
 pub use realize::{
     Lifetime, NewFacilityArgs, NewPoolArgs, PoolAdd, PoolCommand, PoolPatch, PoolRemove, RealizationRef,
     RealizeArgs, ResourcesTarget, RevisionKind, UpdateCommand, UpdatePool, UpdateRealization,
@@ -55,18 +59,18 @@ pub enum Command {
         #[arg(short = 't', long)]
         token: bool,
     },
-    /// Create a project, experiment, organization, membership, facility or pool.
+    /// Create a project, experiment, organization, membership, facility, pool or ingress.
     #[command(subcommand)]
     New(NewCommand),
     /// List projects, experiments, organizations, users, realizations, facilities, pools, ...
     List(ListArgs),
-    /// Show one project, experiment, organization, user, realization, facility or pool.
+    /// Show one project, experiment, organization, user, realization, facility, pool or materialization.
     #[command(subcommand)]
     Show(ShowCommand),
     /// Change a realization's expiration or a pool's resources.
     #[command(subcommand)]
     Update(UpdateCommand),
-    /// Delete a project, experiment, organization, membership, facility or pool.
+    /// Delete a project, experiment, organization, membership, facility, pool or ingress.
     #[command(subcommand)]
     Delete(DeleteCommand),
     /// Manage SSH public keys.
@@ -92,6 +96,13 @@ pub enum Command {
     /// Change a resource pool's projects, organizations or facilities (administrators).
     #[command(subcommand)]
     Pool(PoolCommand),
+    /// Bring a realization up on its facilities: boot its nodes, build its links.
+    Materialize(MaterializeArgs),
+    /// Tear a materialization down (its realization keeps the resources).
+    Dematerialize(DematerializeArgs),
+    /// Reboot a materialization's nodes, or generate files describing them.
+    #[command(subcommand)]
+    Nodes(NodesCommand),
     /// Compile a model (model.py) on the portal and report its problems; stores nothing.
     Compile {
         /// The model file.
@@ -221,6 +232,8 @@ pub enum NewCommand {
     Facility(NewFacilityArgs),
     /// Create a resource pool (administrators).
     Pool(NewPoolArgs),
+    /// Expose a node's port through the portal's ingress.
+    Ingress(IngressArgs),
 }
 
 /// `trellis new member ...`.
@@ -250,7 +263,7 @@ pub struct ListArgs {
 }
 
 /// What `trellis list` lists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum ListKind {
     /// Projects.
     #[command(alias = "project")]
@@ -279,6 +292,15 @@ pub enum ListKind {
     /// The allocation table: which realization holds what (administrators).
     #[command(alias = "allocation")]
     Allocations,
+    /// Materializations.
+    #[command(alias = "materialization")]
+    Materializations,
+    /// The ingresses of a materialization.
+    #[command(alias = "ingress")]
+    Ingresses {
+        /// `<realization>.<experiment>.<project>`.
+        name: RealizationRef,
+    },
 }
 
 /// `trellis show ...`.
@@ -325,6 +347,15 @@ pub enum ShowCommand {
         /// Pool name.
         name: String,
     },
+    /// Show a materialization: its nodes, their infranet addresses, its ingresses.
+    #[command(alias = "mat")]
+    Materialization {
+        /// `<realization>.<experiment>.<project>`.
+        name: RealizationRef,
+        /// Draw the status of every task too.
+        #[arg(short = 'S', long)]
+        status: bool,
+    },
 }
 
 /// `trellis delete ...`.
@@ -358,6 +389,8 @@ pub enum DeleteCommand {
         /// Pool name.
         name: String,
     },
+    /// Stop exposing a node's port.
+    Ingress(IngressArgs),
 }
 
 /// `trellis delete member ...`.

@@ -15,6 +15,7 @@ use tonic_types::StatusExt;
 use trellis_api::portal::v1::alloc_client::AllocClient;
 use trellis_api::portal::v1::commission_client::CommissionClient;
 use trellis_api::portal::v1::identity_client::IdentityClient;
+use trellis_api::portal::v1::materialize_client::MaterializeClient;
 use trellis_api::portal::v1::model_client::ModelClient;
 use trellis_api::portal::v1::realize_client::RealizeClient;
 use trellis_api::portal::v1::workspace_client::WorkspaceClient;
@@ -38,6 +39,8 @@ pub struct Clients {
     pub commission: CommissionClient<AuthChannel>,
     /// `portal.v1.Alloc` (pools and the allocation table).
     pub alloc: AllocClient<AuthChannel>,
+    /// `portal.v1.Materialize`.
+    pub materialize: MaterializeClient<AuthChannel>,
 }
 
 /// Adds the bearer token to outgoing requests.
@@ -108,7 +111,8 @@ pub async fn connect(server: &str, ca_cert: Option<&Path>, token: Option<&str>) 
         model: ModelClient::with_interceptor(channel.clone(), auth.clone()),
         realize: RealizeClient::with_interceptor(channel.clone(), auth.clone()),
         commission: CommissionClient::with_interceptor(channel.clone(), auth.clone()),
-        alloc: AllocClient::with_interceptor(channel, auth),
+        alloc: AllocClient::with_interceptor(channel.clone(), auth.clone()),
+        materialize: MaterializeClient::with_interceptor(channel, auth),
     })
 }
 

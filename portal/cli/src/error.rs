@@ -132,6 +132,24 @@ pub enum CliError {
         /// The diagnostics, one per line, each line starting with a newline.
         details: String,
     },
+    /// A materialization reached the Error state; `details` lists the failing tasks.
+    #[error("{mzid} failed to materialize{details}")]
+    MaterializationFailed {
+        /// `<realization>.<experiment>.<project>`.
+        mzid: String,
+        /// `name: message` of each failing task, each line starting with a newline.
+        details: String,
+    },
+    /// `--sync` gave up waiting.
+    #[error("gave up after {seconds} s waiting for {what}{last}")]
+    Timeout {
+        /// What was awaited (`r.e.p to materialize`).
+        what: String,
+        /// The `--timeout` given.
+        seconds: u64,
+        /// The last progress seen (`: 3/5 nodes ready`), or empty.
+        last: String,
+    },
     /// A response could not be turned into JSON.
     #[error("cannot print JSON")]
     Json(#[source] serde_json::Error),

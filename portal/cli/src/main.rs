@@ -12,8 +12,8 @@
 //! - `config.rs`: the configuration file (`server`, `token`, `username`; mode 0600).
 //! - `client.rs`: connecting, the bearer-token interceptor, and rendering portal errors.
 //! - `commands/`: one file per noun (`auth`, `projects`, `experiments`, `organizations`,
-//!   `users`, `keys`, `models`, `realizations`, `facilities`, `pools`), dispatched from
-//!   `commands/mod.rs`.
+//!   `users`, `keys`, `models`, `realizations`, `facilities`, `pools`, `materializations`),
+//!   dispatched from `commands/mod.rs`.
 //! - `output.rs`: tables, `key: value` blocks, and the hand-written JSON of each message.
 //! - `error.rs`: [`error::CliError`].
 //!

@@ -5,7 +5,8 @@
 //! Field names follow the proto3 JSON mapping (lowerCamelCase), enums are printed by name
 //! (`"Active"`, `"Creator"`), timestamps as RFC 3339 and 64-bit integers as plain numbers.
 //! Every field is printed, even when it holds its default value, so scripts can rely on keys.
-//! Realizations, facilities and pools are in `output/realize.rs`.
+//! Realizations, facilities and pools are in `output/realize.rs`, materializations in
+//! `output/materialize.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -15,8 +16,10 @@ use trellis_api::portal::v1 as pb;
 
 use crate::error::CliError;
 
+mod materialize;
 mod realize;
 
+pub use materialize::*;
 pub use realize::*;
 
 /// Prints `value` as pretty JSON on standard output.

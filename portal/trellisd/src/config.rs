@@ -47,6 +47,9 @@ pub enum Command {
 pub enum Component {
     /// The gRPC API and its HTTP endpoints.
     Api,
+    /// This machine's facility agent (containers in network namespaces) on `--listen`, behind
+    /// mutual TLS with the portal CA; it registers itself as the built-in facility.
+    Facility,
 }
 
 /// Settings shared by every command.

@@ -54,15 +54,21 @@ pub fn model(data_dir: &std::path::Path) -> xir::Facility {
     }
 }
 
-/// Registers the built-in facility, or refreshes its model (the machine may have changed).
-pub async fn ensure(realize: &RealizeService, data_dir: &std::path::Path) -> Result<(), Error> {
+/// Registers the built-in facility, or refreshes its model (the machine may have changed) and
+/// the address its agent listens on (`None` while no agent runs).
+pub async fn ensure(
+    realize: &RealizeService,
+    data_dir: &std::path::Path,
+    agent: Option<std::net::SocketAddr>,
+) -> Result<(), Error> {
     let model = model(data_dir);
+    let address = agent.map(|a| a.to_string()).unwrap_or_default();
     match realize.facility(NAME).await {
-        Ok(_) => realize.update_facility(NAME, None, None, Some(model)).await,
+        Ok(_) => realize.update_facility(NAME, Some(address), None, Some(model)).await,
         Err(Error::NotFound { .. }) => {
             let record = FacilityRecord {
                 name: NAME.to_owned(),
-                address: "localhost".to_owned(),
+                address,
                 description: "this machine (built-in container facility)".to_owned(),
                 creator: "trellisd".to_owned(),
                 certificate: String::new(),
@@ -81,5 +87,53 @@ pub async fn ensure(realize: &RealizeService, data_dir: &std::path::Path) -> Res
             }
         }
         Err(other) => Err(other),
+    }
+}
+
+/// Starts this machine's facility agent (containers in network namespaces, run by crun) on a
+/// loopback port behind mutual TLS: it presents a certificate the portal CA issued for the
+/// facility and accepts only clients the portal CA signed. `None`, with the reason logged, when
+/// the machine cannot run it (not root, or crun missing): the portal still realizes, and
+/// materializations report the facility unreachable.
+pub async fn start_agent(
+    pki: &trellis_pki::Pki,
+    data_dir: &std::path::Path,
+    listen: std::net::SocketAddr,
+    cancel: tokio_util::sync::CancellationToken,
+) -> Option<std::net::SocketAddr> {
+    let agent = match trellis_facility::Agent::open(data_dir.join("facility")).await {
+        Ok(agent) => agent,
+        Err(e) => {
+            tracing::warn!(error = %e, "the built-in facility agent cannot run here; materialization is unavailable");
+            return None;
+        }
+    };
+    let started = async {
+        let cert = pki.issue_server_cert(NAME, &["127.0.0.1".to_owned(), "localhost".to_owned()])?;
+        let tls = trellis_pki::server_tls_config(&cert.cert_pem, &cert.key_pem, pki.ca_pem())?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| Error::Unavailable(format!("binding the facility agent: {e}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::Unavailable(format!("binding the facility agent: {e}")))?;
+        let server = tonic::transport::Server::builder()
+            .tls_config(tls)
+            .map_err(|e| Error::Internal(format!("facility agent TLS: {e}")))?
+            .add_service(trellis_facility::service(agent));
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        tokio::spawn(async move {
+            if let Err(e) = server.serve_with_incoming_shutdown(incoming, cancel.cancelled_owned()).await {
+                tracing::error!(error = %e, "the facility agent stopped");
+            }
+        });
+        Ok::<_, Error>(addr)
+    };
+    match started.await {
+        Ok(addr) => Some(addr),
+        Err(e) => {
+            tracing::warn!(error = %e, "the built-in facility agent did not start");
+            None
+        }
     }
 }

@@ -29,6 +29,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { component: Component::Api, options } => {
             serve_api(options.settings()?, false, cancel).await
         }
+        Command::Serve { component: Component::Facility, options } => {
+            serve_facility(options.settings()?, cancel).await
+        }
     }
 }
 
@@ -130,19 +133,33 @@ async fn serve_api(settings: Settings, all_in_one: bool, cancel: CancellationTok
         workspace,
         models: Some(model_service(&settings, store.clone())?),
         git_root: Some(settings.data_dir.join("git")),
+        ..Default::default()
     };
     let portal = Portal::new(store.clone(), policy, config).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let password = std::env::var(ENV_ADMIN_PASSWORD).ok().filter(|p| !p.is_empty());
     let generated = portal.workspace().bootstrap_admin(password).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(realize) = portal.realize() {
         if all_in_one {
-            crate::host_facility::ensure(realize, &settings.data_dir)
+            let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+            let agent = crate::host_facility::start_agent(
+                portal.pki(),
+                &settings.data_dir,
+                loopback,
+                cancel.child_token(),
+            )
+            .await;
+            crate::host_facility::ensure(realize, &settings.data_dir, agent)
                 .await
                 .map_err(|e| anyhow::anyhow!("registering the built-in facility: {e}"))?;
         }
         // Every replica reclaims expired realizations; their compare-and-swap commits make
         // concurrent reclaims harmless.
         realize.clone().spawn_reclaimer(RECLAIM_EVERY, cancel.clone());
+    }
+    // Every replica runs the materialization controller; a lease per materialization makes
+    // exactly one of them drive it.
+    if let Some(materialize) = portal.materialize() {
+        materialize.clone().spawn_controller(cancel.child_token());
     }
     let listener =
         TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
@@ -165,4 +182,26 @@ async fn serve_api(settings: Settings, all_in_one: bool, cancel: CancellationTok
         Some((cert, key)) => crate::tls::serve(listener, router, cert, key, cancel).await,
         None => trellis_api_server::serve(listener, router, cancel).await.context("serving the API"),
     }
+}
+
+/// `trellisd serve facility`: the built-in facility agent alone, for a portal whose API runs
+/// elsewhere on the same store.
+async fn serve_facility(settings: Settings, cancel: CancellationToken) -> anyhow::Result<()> {
+    create_private_dir(&settings.data_dir)?;
+    let store = open_store(&settings).await?;
+    let pki = trellis_pki::Pki::load_or_create(store.as_ref()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let realize =
+        trellis_realize::RealizeService::new(store.clone(), model_service(&settings, store.clone())?);
+    let Some(addr) =
+        crate::host_facility::start_agent(&pki, &settings.data_dir, settings.listen, cancel.child_token())
+            .await
+    else {
+        anyhow::bail!("the facility agent cannot run on this machine (see the log above)");
+    };
+    crate::host_facility::ensure(&realize, &settings.data_dir, Some(addr))
+        .await
+        .map_err(|e| anyhow::anyhow!("registering the built-in facility: {e}"))?;
+    eprintln!("Trellis facility agent at {addr} (mutual TLS with the portal CA)");
+    cancel.cancelled().await;
+    Ok(())
 }

@@ -1,5 +1,6 @@
 //! Infranet subnets: every realization gets its own aligned run of /24 blocks of 10.0.0.0/8,
-//! each block claimed by one store key, and its nodes get .1, .2, ... in order.
+//! each block claimed by one store key. The first address is the facility's gateway on it (the
+//! Facility API says so); nodes get .2, .3, ... in order.
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
@@ -20,9 +21,10 @@ pub struct Subnet {
 }
 
 impl Subnet {
-    /// The blocks a subnet for `nodes` nodes spans (network and broadcast addresses excluded).
+    /// The blocks a subnet for `nodes` nodes spans (network, gateway and broadcast addresses
+    /// excluded).
     pub fn blocks_for(nodes: usize) -> u32 {
-        let needed = (nodes as u64 + 2).div_ceil(256);
+        let needed = (nodes as u64 + 3).div_ceil(256);
         (needed.max(1) as u32).next_power_of_two()
     }
 
@@ -51,9 +53,9 @@ impl Subnet {
         (self.first..self.first + self.count).map(keys::infranet).collect()
     }
 
-    /// Addresses for `nodes` nodes, from .1 up.
+    /// Addresses for `nodes` nodes, from .2 up (.1 is the gateway).
     pub fn addresses(&self, nodes: usize) -> Vec<String> {
-        (1..=nodes as u32).map(|i| Ipv4Addr::from(self.base() + i).to_string()).collect()
+        (2..=nodes as u32 + 1).map(|i| Ipv4Addr::from(self.base() + i).to_string()).collect()
     }
 }
 
@@ -93,15 +95,15 @@ mod tests {
     #[test]
     fn subnets_grow_in_aligned_powers_of_two() {
         assert_eq!(Subnet::blocks_for(1), 1);
-        assert_eq!(Subnet::blocks_for(254), 1);
-        assert_eq!(Subnet::blocks_for(255), 2);
+        assert_eq!(Subnet::blocks_for(253), 1);
+        assert_eq!(Subnet::blocks_for(254), 2);
         assert_eq!(Subnet::blocks_for(1000), 4);
         let s = Subnet { first: 258, count: 1 };
         assert_eq!(s.cidr(), "10.1.2.0/24");
-        assert_eq!(s.addresses(3), ["10.1.2.1", "10.1.2.2", "10.1.2.3"]);
+        assert_eq!(s.addresses(3), ["10.1.2.2", "10.1.2.3", "10.1.2.4"]);
         let wide = Subnet { first: 4, count: 4 };
         assert_eq!(wide.cidr(), "10.0.4.0/22");
-        assert_eq!(wide.addresses(300)[299], "10.0.5.44");
+        assert_eq!(wide.addresses(300)[299], "10.0.5.45");
         for subnet in [s, wide] {
             assert_eq!(Subnet::parse(&subnet.cidr()), Some(subnet));
         }

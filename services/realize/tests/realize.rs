@@ -51,9 +51,10 @@ async fn round_trip(backend: Backend) {
             .all(|s| !s.is_empty() && s.iter().all(|s| s.starts_with("leaf") || s == "spine"))
     );
 
-    // The infranet: one /24, addresses .1, .2, .3 in node order, its block claimed by the mzid.
+    // The infranet: one /24 whose .1 is the facility's gateway, nodes at .2, .3, .4 in node
+    // order, its block claimed by the mzid.
     let prefix = r.infranet_subnet.strip_suffix(".0/24").expect(&r.infranet_subnet);
-    assert_eq!(r.infranet_addrs, [1, 2, 3].map(|i| format!("{prefix}.{i}")));
+    assert_eq!(r.infranet_addrs, [2, 3, 4].map(|i| format!("{prefix}.{i}")));
     let blocks = infranet_keys(&backend).await;
     assert_eq!(blocks.len(), 1);
     assert_eq!(blocks[0].1, "rlz.exp.proj");

@@ -3,7 +3,9 @@
 
 pub mod alloc;
 pub mod commission;
+pub mod cred;
 pub mod identity;
+pub mod materialize;
 pub mod model;
 pub mod realize;
 pub mod unbuilt;
@@ -15,7 +17,9 @@ mod workspace_users;
 use std::sync::Arc;
 
 use tonic::{Response, Status};
+use trellis_credentials::SshCa;
 use trellis_identity::TokenService;
+use trellis_materialize::MaterializeService;
 use trellis_model::ModelService;
 use trellis_realize::RealizeService;
 use trellis_types::Error;
@@ -33,6 +37,10 @@ pub struct Services {
     pub models: Option<ModelService>,
     /// Facilities, pools and realizations; present whenever models are.
     pub realize: Option<RealizeService>,
+    /// Materializations; present whenever realizations are.
+    pub materialize: Option<MaterializeService>,
+    /// The SSH certificate authority (user keys and certificates).
+    pub credentials: SshCa,
 }
 
 impl Services {
@@ -45,6 +53,13 @@ impl Services {
 }
 
 impl Services {
+    /// The materialization service, or why there is none.
+    pub fn materialize(&self) -> Result<&MaterializeService, Error> {
+        self.materialize.as_ref().ok_or_else(|| {
+            Error::FailedPrecondition("this portal was started without experiment model support".to_owned())
+        })
+    }
+
     /// The realization service, or why there is none.
     pub fn realize(&self) -> Result<&RealizeService, Error> {
         self.realize.as_ref().ok_or_else(|| {

@@ -21,6 +21,9 @@ use crate::status::status;
 /// How long a realization lasts when the request does not say.
 pub const DEFAULT_DURATION: &str = "7d";
 
+/// How long relinquishing waits for a materialization to come down first.
+const DEMATERIALIZE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// The Realize service.
 pub struct RealizeApi(pub Services);
 
@@ -160,6 +163,13 @@ impl Realize for RealizeApi {
         let service = self.0.realize().map_err(status)?;
         let by = caller(&request).map_err(status)?.username().to_owned();
         let r = request.into_inner();
+        // Nodes still running on the resources must stop before the resources are freed.
+        if let Ok(materialize) = self.0.materialize() {
+            materialize
+                .dematerialize_and_wait(&r.project, &r.experiment, &r.realization, DEMATERIALIZE_TIMEOUT)
+                .await
+                .map_err(status)?;
+        }
         service.relinquish(&r.project, &r.experiment, &r.realization).await.map_err(status)?;
         tracing::info!(mzid = %format!("{}.{}.{}", r.realization, r.experiment, r.project), by = %by, "relinquished");
         ok(pb::RelinquishResponse {})

@@ -9,10 +9,8 @@ pub struct Unbuilt;
 
 impl pb::artifact_server::Artifact for Unbuilt {}
 impl pb::communications_server::Communications for Unbuilt {}
-impl pb::cred_server::Cred for Unbuilt {}
 impl pb::deploy_server::Deploy for Unbuilt {}
 impl pb::key_value_server::KeyValue for Unbuilt {}
-impl pb::materialize_server::Materialize for Unbuilt {}
 impl pb::mergefs_server::Mergefs for Unbuilt {}
 impl pb::wireguard_server::Wireguard for Unbuilt {}
 impl pb::xdc_server::Xdc for Unbuilt {}

@@ -406,6 +406,79 @@ pub fn rules() -> HashMap<&'static str, Rule> {
             "/portal.v1.Realize/GetResources",
             active(policy!(Facility, Read, pb::GetResourcesRequest, |_r| Target::Portal)),
         ),
+        // === Materialize: a materialization has its experiment's mode and relations ===
+        (
+            "/portal.v1.Materialize/Materialize",
+            active(policy!(Materialization, Create, pb::MaterializeRequest, |r| Target::Experiment {
+                project: r.project,
+                name: r.experiment
+            })),
+        ),
+        (
+            "/portal.v1.Materialize/Dematerialize",
+            active(policy!(Materialization, Delete, pb::DematerializeRequest, |r| Target::Experiment {
+                project: r.project,
+                name: r.experiment
+            })),
+        ),
+        (
+            "/portal.v1.Materialize/GetMaterialization",
+            active(policy!(Materialization, Read, pb::GetMaterializationRequest, |r| Target::Experiment {
+                project: r.project,
+                name: r.experiment
+            })),
+        ),
+        (
+            "/portal.v1.Materialize/GetMaterializationV2",
+            active(policy!(Materialization, Read, pb::GetMaterializationRequestV2, |r| Target::Experiment {
+                project: r.project,
+                name: r.experiment
+            })),
+        ),
+        (
+            "/portal.v1.Materialize/GetMaterializationStatus",
+            active(policy!(Materialization, Read, pb::GetMaterializationStatusRequest, |r| {
+                Target::Experiment { project: r.project, name: r.experiment }
+            })),
+        ),
+        (
+            "/portal.v1.Materialize/RebootMaterialization",
+            active(policy!(Materialization, Update, pb::RebootMaterializationRequest, |r| {
+                Target::Experiment { project: r.project, name: r.experiment }
+            })),
+        ),
+        (
+            "/portal.v1.Materialize/NewIngress",
+            active(policy!(Materialization, Update, pb::NewIngressRequest, |r| Target::Experiment {
+                project: r.project,
+                name: r.experiment
+            })),
+        ),
+        (
+            "/portal.v1.Materialize/DeleteIngress",
+            active(policy!(Materialization, Update, pb::DeleteIngressRequest, |r| Target::Experiment {
+                project: r.project,
+                name: r.experiment
+            })),
+        ),
+        // Filtered by the same policy in the handler.
+        (
+            "/portal.v1.Materialize/GetMaterializations",
+            active(open!(SignedIn, pb::GetMaterializationsRequest)),
+        ),
+        (
+            "/portal.v1.Materialize/GetMaterializationsV2",
+            active(open!(SignedIn, pb::GetMaterializationsRequestV2)),
+        ),
+        // === Cred: a user's SSH credentials are part of their identity ===
+        (
+            "/portal.v1.Cred/GetUserSSHKeys",
+            active(policy!(Identity, Read, pb::GetUserSshKeysRequest, |r| Target::Identity(r.username))),
+        ),
+        (
+            "/portal.v1.Cred/GetUserSSHCert",
+            active(policy!(Identity, Read, pb::GetUserSshCertRequest, |r| Target::Identity(r.username))),
+        ),
         // === Commission ===
         (
             "/portal.v1.Commission/RegisterFacility",
@@ -513,6 +586,8 @@ mod tests {
                     "portal.v1.Realize",
                     "portal.v1.Commission",
                     "portal.v1.Alloc",
+                    "portal.v1.Cred",
+                    "portal.v1.Materialize",
                 ]
                 .contains(&m.service)
             })

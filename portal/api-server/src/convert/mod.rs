@@ -1,5 +1,6 @@
 //! Conversions between domain types and Merge's wire messages. Only this crate knows both.
 
+pub mod materialize;
 pub mod realize;
 
 use std::collections::HashMap;

@@ -4,6 +4,7 @@ mod auth;
 mod experiments;
 mod facilities;
 mod keys;
+mod materializations;
 mod models;
 mod organizations;
 mod pools;
@@ -49,6 +50,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             }
             NewCommand::Facility(args) => facilities::create(&ctx, args).await,
             NewCommand::Pool(args) => pools::create(&ctx, args).await,
+            NewCommand::Ingress(args) => materializations::new_ingress(&ctx, args).await,
         },
         Command::List(args) => match args.kind {
             ListKind::Projects => projects::list(&ctx, args.all).await,
@@ -60,6 +62,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             ListKind::Pools => pools::list(&ctx).await,
             ListKind::Resources => facilities::resources(&ctx).await,
             ListKind::Allocations => facilities::allocations(&ctx).await,
+            ListKind::Materializations => materializations::list(&ctx, args.all).await,
+            ListKind::Ingresses { name } => materializations::list_ingresses(&ctx, name).await,
         },
         Command::Show(show) => match show {
             ShowCommand::Project { name } => projects::show(&ctx, name).await,
@@ -69,6 +73,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             ShowCommand::Realization { name } => realizations::show(&ctx, name).await,
             ShowCommand::Facility { name, model } => facilities::show(&ctx, name, model).await,
             ShowCommand::Pool { name } => pools::show(&ctx, name).await,
+            ShowCommand::Materialization { name, status } => materializations::show(&ctx, name, status).await,
         },
         Command::Update(update) => match update {
             UpdateCommand::Realization(UpdateRealization::Expiration { name, duration }) => {
@@ -85,6 +90,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             }
             DeleteCommand::Facility { name } => facilities::delete(&ctx, name).await,
             DeleteCommand::Pool { name } => pools::delete(&ctx, name).await,
+            DeleteCommand::Ingress(args) => materializations::delete_ingress(&ctx, args).await,
         },
         Command::Keys(keys) => keys::run(&ctx, keys).await,
         Command::Activate(ActivateTarget::User { name }) => users::activate(&ctx, name).await,
@@ -98,6 +104,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Realize(args) => realizations::realize(&ctx, args).await,
         Command::Relinquish { name } => realizations::relinquish(&ctx, name).await,
         Command::Pool(command) => pools::run(&ctx, command).await,
+        Command::Materialize(args) => materializations::materialize(&ctx, args).await,
+        Command::Dematerialize(args) => materializations::dematerialize(&ctx, args).await,
+        Command::Nodes(command) => materializations::nodes(&ctx, command).await,
     }
 }
 
