@@ -1,0 +1,322 @@
+//! The comparison run: configuration files, servers, wrk, and the table.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use trellis_ingress::DevCa;
+
+use crate::idle;
+use crate::procs::{Server, cpu_ticks};
+
+const NGINX: &str = "127.0.0.1:18080";
+const HAPROXY_HTTP: &str = "127.0.0.1:18081";
+const HAPROXY_TLS: &str = "127.0.0.1:18443";
+const HAPROXY_TCP: &str = "127.0.0.1:18082";
+const TRELLIS_HTTP: &str = "127.0.0.1:18091";
+const TRELLIS_TLS: &str = "127.0.0.1:18444";
+const TRELLIS_TCP: &str = "127.0.0.1:18092";
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Scratch directory for configuration, certificates and logs.
+    #[arg(long, default_value = "/tmp/trellis-ingress-bench")]
+    work: PathBuf,
+    /// Seconds per wrk measurement (after a 1 s warm-up).
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Repetitions of every path; the table shows medians.
+    #[arg(long, default_value_t = 1)]
+    reps: usize,
+    /// HAProxy threads (`nbthread`); the baseline measured 1.
+    #[arg(long, default_value_t = 1)]
+    haproxy_threads: usize,
+    /// Trellis runtime worker threads (default: one per core).
+    #[arg(long)]
+    trellis_threads: Option<usize>,
+    /// Run Trellis as this many single-threaded runtimes on shared listeners instead.
+    #[arg(long)]
+    trellis_per_core: Option<usize>,
+    /// Idle keep-alive connections held for the memory measurement (0 skips it).
+    #[arg(long, default_value_t = 10_000)]
+    idle_connections: usize,
+    /// Only these paths (direct, hap_http, hap_tls, hap_tcp, trellis_http, trellis_tls, trellis_tcp).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+}
+
+/// One wrk measurement.
+#[derive(Debug, Clone, Default)]
+struct Sample {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    cpu_us_per_request: f64,
+    errors: String,
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    for tool in ["nginx", "haproxy", "wrk"] {
+        if Command::new("sh").args(["-c", &format!("command -v {tool}")]).output()?.stdout.is_empty() {
+            bail!("{tool} is not installed; run ingress/bench/run.sh");
+        }
+    }
+    raise_fd_limit();
+    let work = &args.work;
+    std::fs::create_dir_all(work.join("www"))?;
+    std::fs::create_dir_all(work.join("nginx/logs"))?;
+    std::fs::write(work.join("www/index.html"), "x".repeat(612))?;
+    write_certificates(work)?;
+    std::fs::write(work.join("nginx/nginx.conf"), nginx_conf(work))?;
+    std::fs::write(work.join("haproxy.cfg"), haproxy_cfg(work, args.haproxy_threads))?;
+    std::fs::write(work.join("ingress.yml"), ingress_yml(work))?;
+
+    let nginx_conf = work.join("nginx/nginx.conf");
+    let nginx = Server::start(
+        "nginx",
+        work,
+        "nginx",
+        &["-p", &path(&work.join("nginx")), "-c", &path(&nginx_conf), "-g", "daemon off;"],
+    )?;
+    let haproxy = Server::start("haproxy", work, "haproxy", &["-f", &path(&work.join("haproxy.cfg"))])?;
+    let exe = std::env::current_exe()?;
+    let threads = args.trellis_threads.map(|t| t.to_string());
+    let per_core = args.trellis_per_core.map(|t| t.to_string());
+    let mut serve_args = vec!["serve", "--config"];
+    let config_path = path(&work.join("ingress.yml"));
+    serve_args.push(&config_path);
+    if let Some(threads) = &threads {
+        serve_args.extend(["--threads", threads]);
+    }
+    if let Some(per_core) = &per_core {
+        serve_args.extend(["--per-core", per_core]);
+    }
+    let trellis = Server::start("trellis", work, &path(&exe), &serve_args)?;
+    std::thread::sleep(Duration::from_secs(2));
+    for server in [&nginx, &haproxy, &trellis] {
+        if std::fs::metadata(format!("/proc/{}", server.pid())).is_err() {
+            bail!("{} exited; see {}/{}.log", server.name, work.display(), server.name);
+        }
+    }
+
+    let nginx_pids = nginx.pids();
+    let paths: Vec<(&str, String, Vec<u32>)> = vec![
+        ("direct", format!("http://{NGINX}/index.html"), nginx_pids.clone()),
+        (
+            "hap_http",
+            format!("http://{HAPROXY_HTTP}/index.html"),
+            [nginx_pids.clone(), haproxy.pids()].concat(),
+        ),
+        (
+            "hap_tls",
+            format!("https://{HAPROXY_TLS}/index.html"),
+            [nginx_pids.clone(), haproxy.pids()].concat(),
+        ),
+        (
+            "hap_tcp",
+            format!("http://{HAPROXY_TCP}/index.html"),
+            [nginx_pids.clone(), haproxy.pids()].concat(),
+        ),
+        (
+            "trellis_http",
+            format!("http://{TRELLIS_HTTP}/index.html"),
+            [nginx_pids.clone(), trellis.pids()].concat(),
+        ),
+        (
+            "trellis_tls",
+            format!("https://{TRELLIS_TLS}/index.html"),
+            [nginx_pids.clone(), trellis.pids()].concat(),
+        ),
+        (
+            "trellis_tcp",
+            format!("http://{TRELLIS_TCP}/index.html"),
+            [nginx_pids.clone(), trellis.pids()].concat(),
+        ),
+    ];
+    let paths: Vec<_> = paths
+        .into_iter()
+        .filter(|(name, _, _)| args.only.is_empty() || args.only.iter().any(|o| o == name))
+        .collect();
+
+    let mut results: Vec<(&str, Vec<Sample>)> =
+        paths.iter().map(|(name, _, _)| (*name, Vec::new())).collect();
+    for rep in 1..=args.reps {
+        for (i, (name, url, pids)) in paths.iter().enumerate() {
+            let sample = measure(url, pids, args.duration)?;
+            eprintln!(
+                "rep {rep} {name:<13} {:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  {:>5.1} µs/req {}",
+                sample.rps, sample.p50_ms, sample.p99_ms, sample.cpu_us_per_request, sample.errors
+            );
+            results[i].1.push(sample);
+        }
+    }
+    print_table(&results, args.duration, args.reps);
+
+    if args.idle_connections > 0 {
+        let report = idle::measure(TRELLIS_HTTP, trellis.pid(), args.idle_connections)?;
+        println!("\nIdle keep-alive connections on Trellis (http): {report}");
+    }
+    drop((trellis, haproxy, nginx));
+    Ok(())
+}
+
+fn measure(url: &str, pids: &[u32], duration: u64) -> anyhow::Result<Sample> {
+    let wrk = |seconds: u64, latency: bool| -> anyhow::Result<String> {
+        let mut command = Command::new("nice");
+        command.args(["-n", "-15", "wrk", "-t2", "-c64", &format!("-d{seconds}s")]);
+        if latency {
+            command.arg("--latency");
+        }
+        let output = command.arg(url).output().context("running wrk")?;
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    wrk(1, false)?;
+    let before = cpu_ticks(pids);
+    let out = wrk(duration, true)?;
+    let after = cpu_ticks(pids);
+    let requests: f64 = out
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in ").map(|(n, _)| n.trim().to_owned()))
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no request count in wrk output:\n{out}"))?;
+    let rps = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    let percentile = |p: &str| {
+        out.lines()
+            .map(str::split_whitespace)
+            .find_map(|mut words| (words.next() == Some(p)).then(|| words.next().map(to_ms)).flatten())
+            .unwrap_or(f64::NAN)
+    };
+    let errors = out
+        .lines()
+        .filter(|l| l.contains("Non-2xx") || l.contains("Socket errors"))
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join("; ");
+    Ok(Sample {
+        rps,
+        p50_ms: percentile("50%"),
+        p99_ms: percentile("99%"),
+        // Ticks are 1/100 s: 10,000 µs each.
+        cpu_us_per_request: (after - before) as f64 * 10_000.0 / requests.max(1.0),
+        errors,
+    })
+}
+
+fn to_ms(value: &str) -> f64 {
+    let number = |suffix: &str| value.trim_end_matches(suffix).parse::<f64>().unwrap_or(f64::NAN);
+    if value.ends_with("us") {
+        number("us") / 1000.0
+    } else if value.ends_with("ms") {
+        number("ms")
+    } else if value.ends_with('s') {
+        number("s") * 1000.0
+    } else {
+        f64::NAN
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn print_table(results: &[(&str, Vec<Sample>)], duration: u64, reps: usize) {
+    let summary: Vec<(&str, Sample)> = results
+        .iter()
+        .map(|(name, samples)| {
+            let rps = median(samples.iter().map(|s| s.rps).collect());
+            // Latency from the repetition with the median throughput.
+            let pick = samples
+                .iter()
+                .min_by(|a, b| (a.rps - rps).abs().total_cmp(&(b.rps - rps).abs()))
+                .cloned()
+                .unwrap_or_default();
+            let cpu = median(samples.iter().map(|s| s.cpu_us_per_request).collect());
+            (*name, Sample { rps, cpu_us_per_request: cpu, ..pick })
+        })
+        .collect();
+    let rps_of = |name: &str| summary.iter().find(|(n, _)| *n == name).map(|(_, s)| s.rps);
+    println!("\nwrk -t2 -c64 -d{duration}s, 612-byte file from nginx (1 worker); median of {reps} run(s)\n");
+    println!("| path | req/s | vs direct | vs HAProxy | p50 ms | p99 ms | server CPU µs/req | errors |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for (name, s) in &summary {
+        let vs_direct = rps_of("direct").map_or("-".to_owned(), |d| format!("{:.2}", s.rps / d));
+        let peer = name.strip_prefix("trellis_").map(|mode| format!("hap_{mode}"));
+        let vs_hap = peer.and_then(|p| rps_of(&p)).map_or("-".to_owned(), |h| format!("{:.2}", s.rps / h));
+        println!(
+            "| {name} | {:.0} | {vs_direct} | {vs_hap} | {:.2} | {:.2} | {:.1} | {} |",
+            s.rps,
+            s.p50_ms,
+            s.p99_ms,
+            s.cpu_us_per_request,
+            if s.errors.is_empty() { "-" } else { &s.errors }
+        );
+    }
+}
+
+fn raise_fd_limit() {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    if let Some(max) = limit.maximum {
+        let _ = rustix::process::setrlimit(
+            rustix::process::Resource::Nofile,
+            rustix::process::Rlimit { current: Some(max), maximum: Some(max) },
+        );
+    }
+}
+
+fn path(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn write_certificates(work: &Path) -> anyhow::Result<()> {
+    let ca = DevCa::generate()?;
+    let (cert, key) = ca.issue(&["localhost".to_owned()])?;
+    std::fs::write(work.join("cert.pem"), &cert)?;
+    std::fs::write(work.join("key.pem"), &key)?;
+    std::fs::write(work.join("haproxy.pem"), format!("{cert}{key}"))?;
+    Ok(())
+}
+
+fn nginx_conf(work: &Path) -> String {
+    let w = work.display();
+    format!(
+        "worker_processes 1;\nuser root;\npid {w}/nginx/nginx.pid;\nerror_log {w}/nginx/logs/error.log warn;\n\
+         events {{ worker_connections 4096; }}\n\
+         http {{\n  access_log off;\n  keepalive_requests 10000000;\n  keepalive_timeout 65;\n\
+         client_body_temp_path {w}/nginx/cbt;\n  proxy_temp_path {w}/nginx/pt;\n  fastcgi_temp_path {w}/nginx/ft;\n\
+         uwsgi_temp_path {w}/nginx/ut;\n  scgi_temp_path {w}/nginx/st;\n  default_type text/html;\n\
+         server {{ listen {NGINX}; root {w}/www; location / {{ }} }}\n}}\n"
+    )
+}
+
+fn haproxy_cfg(work: &Path, threads: usize) -> String {
+    let w = work.display();
+    format!(
+        "global\n  nbthread {threads}\n  maxconn 8000\n  ssl-default-bind-options ssl-min-ver TLSv1.2\n\
+         defaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
+         frontend fe_http\n  bind {HAPROXY_HTTP}\n  default_backend be_http\n\
+         frontend fe_tls\n  bind {HAPROXY_TLS} ssl crt {w}/haproxy.pem alpn http/1.1\n  default_backend be_http\n\
+         frontend fe_tcp\n  mode tcp\n  bind {HAPROXY_TCP}\n  default_backend be_tcp\n\
+         backend be_http\n  server n1 {NGINX}\n\
+         backend be_tcp\n  mode tcp\n  server n1 {NGINX}\n"
+    )
+}
+
+fn ingress_yml(work: &Path) -> String {
+    let w = work.display();
+    format!(
+        "access_log: false\ntimeouts: {{ header_read: 60s }}\nendpoints:\n\
+         \x20 - {{ name: http, listen: \"{TRELLIS_HTTP}\", protocol: http, max_connections: 18000 }}\n\
+         \x20 - name: tls\n    listen: \"{TRELLIS_TLS}\"\n    protocol: https\n\
+         \x20   tls: {{ certificates: [{{ names: [localhost], cert: \"{w}/cert.pem\", key: \"{w}/key.pem\" }}] }}\n\
+         \x20 - {{ name: tcp, listen: \"{TRELLIS_TCP}\", protocol: tcp, pool: nginx }}\n\
+         pools:\n  nginx: {{ backends: [\"{NGINX}\"] }}\n\
+         routes:\n  - {{ id: all, host: \"*\", pool: nginx }}\n"
+    )
+}

@@ -1,0 +1,157 @@
+//! The HTTP route table: host and path prefix → pool, compiled once per change and read
+//! lock-free by every request.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::RouteConfig;
+use crate::pool::Pool;
+
+/// One compiled route.
+#[derive(Debug)]
+pub(crate) struct Route {
+    pub(crate) id: Arc<str>,
+    prefix: String,
+    endpoints: Vec<String>,
+    pub(crate) pool: Arc<Pool>,
+}
+
+impl Route {
+    fn matches(&self, endpoint: &str, path: &str) -> bool {
+        prefix_matches(&self.prefix, path)
+            && (self.endpoints.is_empty() || self.endpoints.iter().any(|e| e == endpoint))
+    }
+}
+
+/// Routes by host: exact names, then `*.parent` wildcards, then `*`; within a host the longest
+/// matching path prefix wins.
+#[derive(Debug, Default)]
+pub(crate) struct RouteTable {
+    exact: HashMap<String, Vec<Route>>,
+    wildcard: HashMap<String, Vec<Route>>,
+    any: Vec<Route>,
+}
+
+impl RouteTable {
+    /// Compiles `routes`; `pool` resolves a pool name (validation made sure each exists, and a
+    /// route whose pool has vanished is left out rather than failing the whole table).
+    pub(crate) fn build<'a>(
+        routes: impl IntoIterator<Item = &'a RouteConfig>,
+        pool: impl Fn(&str) -> Option<Arc<Pool>>,
+    ) -> RouteTable {
+        let mut table = RouteTable::default();
+        for config in routes {
+            let Some(pool) = pool(&config.pool) else {
+                tracing::warn!(route = %config.id, pool = %config.pool, "route left out: its pool does not exist");
+                continue;
+            };
+            let route = Route {
+                id: config.id.as_str().into(),
+                prefix: config.path_prefix.clone(),
+                endpoints: config.endpoints.clone(),
+                pool,
+            };
+            let list = if config.host == "*" {
+                &mut table.any
+            } else if let Some(parent) = config.host.strip_prefix("*.") {
+                table.wildcard.entry(parent.to_owned()).or_default()
+            } else {
+                table.exact.entry(config.host.clone()).or_default()
+            };
+            list.push(route);
+        }
+        let longest_first = |list: &mut Vec<Route>| list.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+        table.exact.values_mut().for_each(longest_first);
+        table.wildcard.values_mut().for_each(longest_first);
+        longest_first(&mut table.any);
+        table
+    }
+
+    /// The route for a request to `host` (lowercase, without port) and `path` arriving on
+    /// `endpoint`.
+    pub(crate) fn lookup(&self, endpoint: &str, host: &str, path: &str) -> Option<&Route> {
+        if let Some(route) = self.exact.get(host).and_then(|l| first_match(l, endpoint, path)) {
+            return Some(route);
+        }
+        if let Some((_, parent)) = host.split_once('.')
+            && let Some(route) = self.wildcard.get(parent).and_then(|l| first_match(l, endpoint, path))
+        {
+            return Some(route);
+        }
+        first_match(&self.any, endpoint, path)
+    }
+}
+
+fn first_match<'a>(routes: &'a [Route], endpoint: &str, path: &str) -> Option<&'a Route> {
+    routes.iter().find(|r| r.matches(endpoint, path))
+}
+
+/// `/api` matches `/api`, `/api/` and `/api/x` but not `/apix`; a prefix ending in `/` matches
+/// everything below it.
+fn prefix_matches(prefix: &str, path: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        None => false,
+        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{EjectionConfig, PoolConfig};
+
+    fn route(id: &str, host: &str, prefix: &str, endpoints: &[&str]) -> RouteConfig {
+        RouteConfig {
+            id: id.into(),
+            host: host.into(),
+            path_prefix: prefix.into(),
+            pool: id.into(),
+            endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    fn table(routes: &[RouteConfig]) -> RouteTable {
+        RouteTable::build(routes, |name| {
+            let config = PoolConfig {
+                backends: vec!["127.0.0.1:1".parse().unwrap()],
+                balance: Default::default(),
+                http2: false,
+                health_check: None,
+                ejection: EjectionConfig::default(),
+            };
+            Some(Arc::new(Pool::new(name, config, None)))
+        })
+    }
+
+    fn hit(table: &RouteTable, endpoint: &str, host: &str, path: &str) -> Option<String> {
+        table.lookup(endpoint, host, path).map(|r| r.id.to_string())
+    }
+
+    #[test]
+    fn exact_host_then_wildcard_then_any_with_longest_prefix() {
+        let t = table(&[
+            route("api", "api.example.org", "/", &[]),
+            route("api-git", "api.example.org", "/git", &[]),
+            route("xdc", "*.xdc.example.org", "/", &[]),
+            route("fallback", "*", "/", &[]),
+        ]);
+        assert_eq!(hit(&t, "web", "api.example.org", "/portal.v1.Identity/Login").as_deref(), Some("api"));
+        assert_eq!(hit(&t, "web", "api.example.org", "/git/p/e").as_deref(), Some("api-git"));
+        assert_eq!(hit(&t, "web", "api.example.org", "/gitx").as_deref(), Some("api"));
+        assert_eq!(hit(&t, "web", "jupyter.xdc.example.org", "/lab").as_deref(), Some("xdc"));
+        assert_eq!(hit(&t, "web", "a.b.xdc.example.org", "/").as_deref(), Some("fallback"));
+        assert_eq!(hit(&t, "web", "other.org", "/").as_deref(), Some("fallback"));
+    }
+
+    #[test]
+    fn endpoint_restrictions_and_misses() {
+        let t = table(&[
+            route("internal", "*", "/admin", &["inside"]),
+            route("api", "api.example.org", "/v1/", &[]),
+        ]);
+        assert_eq!(hit(&t, "inside", "x", "/admin/metrics").as_deref(), Some("internal"));
+        assert_eq!(hit(&t, "public", "x", "/admin/metrics"), None);
+        assert_eq!(hit(&t, "public", "api.example.org", "/v1/x").as_deref(), Some("api"));
+        assert_eq!(hit(&t, "public", "api.example.org", "/v1"), None);
+    }
+}

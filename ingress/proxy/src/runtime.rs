@@ -1,0 +1,476 @@
+//! The running ingress: the state every connection shares, and [`Ingress`], the handle that
+//! starts endpoints and changes pools, routes and endpoints while traffic flows.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{EndpointConfig, EndpointProtocol, IngressConfig, PoolConfig, RouteConfig, Timeouts};
+use crate::error::IngressError;
+use crate::http::{HttpEndpoint, RequestBody};
+use crate::listener::{Handler, accept_loop};
+use crate::metrics::{EndpointMetrics, Metrics};
+use crate::pool::Pool;
+use crate::routes::RouteTable;
+use crate::tcp::TcpEndpoint;
+use crate::validate::{self, ConfigError};
+use crate::{admin, health, io, tls};
+
+/// What every connection reads: the current routes and pools (swapped whole on change), the
+/// backend clients with their connection pools, and the metrics.
+pub(crate) struct Shared {
+    pub(crate) timeouts: Timeouts,
+    reuse_port: bool,
+    access_log: AtomicBool,
+    pub(crate) routes: ArcSwap<RouteTable>,
+    pub(crate) pools: ArcSwap<HashMap<String, Arc<Pool>>>,
+    pub(crate) clients: Clients,
+    pub(crate) metrics: Metrics,
+    pub(crate) tracker: TaskTracker,
+}
+
+impl Shared {
+    pub(crate) fn access_log(&self) -> bool {
+        self.access_log.load(Relaxed)
+    }
+
+    pub(crate) fn render_metrics(&self) -> String {
+        let pools: Vec<Arc<Pool>> = self.pools.load().values().cloned().collect();
+        self.metrics.render(&pools)
+    }
+}
+
+/// Backend HTTP clients; each keeps idle connections per backend address for reuse.
+pub(crate) struct Clients {
+    pub(crate) h1: Client<HttpConnector, RequestBody>,
+    pub(crate) h2: Client<HttpConnector, RequestBody>,
+}
+
+impl Clients {
+    fn new(timeouts: &Timeouts) -> Clients {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(timeouts.connect));
+        connector.set_keepalive(Some(Duration::from_secs(60)));
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            // The request keeps the client's Host header; the URI names the backend.
+            .set_host(false);
+        let h1 = builder.build(connector.clone());
+        builder
+            .http2_only(true)
+            .http2_adaptive_window(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .http2_keep_alive_timeout(Duration::from_secs(20));
+        let h2 = builder.build(connector);
+        Clients { h1, h2 }
+    }
+}
+
+struct PoolEntry {
+    pool: Arc<Pool>,
+    checker: Option<CancellationToken>,
+}
+
+struct EndpointEntry {
+    config: EndpointConfig,
+    addr: SocketAddr,
+    handler: Arc<ArcSwap<Handler>>,
+    stop: CancellationToken,
+    metrics: Arc<EndpointMetrics>,
+}
+
+#[derive(Default)]
+struct State {
+    pools: BTreeMap<String, PoolEntry>,
+    routes: BTreeMap<String, RouteConfig>,
+    endpoints: BTreeMap<String, EndpointEntry>,
+    admin: Option<SocketAddr>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    state: Mutex<State>,
+    /// Stops accepting and starts graceful shutdown; a child of the caller's token.
+    cancel: CancellationToken,
+    /// Cuts what is still open once the grace period is over.
+    hard_stop: CancellationToken,
+    /// Fires when shutdown is complete.
+    done: CancellationToken,
+}
+
+/// A running ingress. Cheap to clone; every clone controls the same ingress.
+///
+/// Changes (`apply`, `upsert_*`, `remove_*`, `add_endpoint`) take effect for the next request
+/// or connection; requests in flight finish on what they started with. Methods that start
+/// listeners or tasks must be called from within a Tokio runtime.
+#[derive(Clone)]
+pub struct Ingress {
+    inner: Arc<Inner>,
+}
+
+impl Ingress {
+    /// Validates `config`, binds every endpoint and the admin listener, and starts serving.
+    /// When `cancel` fires, endpoints stop accepting, open requests get
+    /// `timeouts.shutdown_grace` to finish, and [`Ingress::stopped`] resolves.
+    pub async fn start(config: IngressConfig, cancel: CancellationToken) -> Result<Ingress, IngressError> {
+        config.validate()?;
+        let shared = Arc::new(Shared {
+            timeouts: config.timeouts.clone(),
+            reuse_port: config.reuse_port,
+            access_log: AtomicBool::new(config.access_log),
+            routes: ArcSwap::from_pointee(RouteTable::default()),
+            pools: ArcSwap::from_pointee(HashMap::new()),
+            clients: Clients::new(&config.timeouts),
+            metrics: Metrics::default(),
+            tracker: TaskTracker::new(),
+        });
+        let ingress = Ingress {
+            inner: Arc::new(Inner {
+                shared,
+                state: Mutex::new(State::default()),
+                cancel: cancel.child_token(),
+                hard_stop: CancellationToken::new(),
+                done: CancellationToken::new(),
+            }),
+        };
+        if let Err(err) = ingress.apply(config.clone()) {
+            ingress.inner.cancel.cancel();
+            return Err(err);
+        }
+        if let Some(admin) = &config.admin {
+            let listener = io::bind(admin.listen, false).map_err(|source| {
+                ingress.inner.cancel.cancel();
+                IngressError::Bind { endpoint: "admin".into(), addr: admin.listen, source }
+            })?;
+            ingress.state().admin = listener.local_addr().ok();
+            tokio::spawn(admin::serve(listener, ingress.inner.shared.clone(), ingress.inner.cancel.clone()));
+        }
+        tokio::spawn(supervise(ingress.inner.clone()));
+        Ok(ingress)
+    }
+
+    /// Resolves once the ingress has shut down (after its token fired and the grace period).
+    pub async fn stopped(&self) {
+        self.inner.done.cancelled().await;
+    }
+
+    /// The address an endpoint listens on (useful with port 0).
+    pub fn local_addr(&self, endpoint: &str) -> Option<SocketAddr> {
+        self.state().endpoints.get(endpoint).map(|e| e.addr)
+    }
+
+    /// The admin listener's address, when one is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.state().admin
+    }
+
+    /// The metrics in Prometheus text format (what `/metrics` serves).
+    pub fn metrics_text(&self) -> String {
+        self.inner.shared.render_metrics()
+    }
+
+    /// Makes the running ingress match `config` (a reload): pools, routes and endpoints are
+    /// added, changed or removed. Listeners whose address is unchanged keep their socket, and
+    /// backends keep their health state. Nothing changes when the new configuration is
+    /// invalid or a new listener cannot be bound. `timeouts` and `admin` apply at start only.
+    pub fn apply(&self, config: IngressConfig) -> Result<(), IngressError> {
+        config.validate()?;
+        let mut state = self.state();
+        // Prepare everything that can fail before changing anything.
+        let mut prepared = Vec::new();
+        for endpoint in &config.endpoints {
+            match state.endpoints.get(&endpoint.name) {
+                Some(entry) if entry.config == *endpoint => {}
+                Some(entry) if same_socket(entry, endpoint) => {
+                    let metrics = if entry.config.protocol == endpoint.protocol {
+                        entry.metrics.clone()
+                    } else {
+                        self.inner.shared.metrics.endpoint(&endpoint.name, protocol_label(endpoint.protocol))
+                    };
+                    prepared.push(Prepared::Swap(self.handler(endpoint, metrics)?, endpoint.clone()));
+                }
+                _ => prepared.push(self.prepare_listener(endpoint)?),
+            }
+        }
+        self.inner.shared.access_log.store(config.access_log, Relaxed);
+        let previous = std::mem::take(&mut state.pools);
+        for (name, pool) in &config.pools {
+            let entry = self.pool_entry(name, pool, previous.get(name));
+            state.pools.insert(name.clone(), entry);
+        }
+        for (name, old) in previous {
+            if state.pools.get(&name).is_none_or(|new| !Arc::ptr_eq(&new.pool, &old.pool))
+                && let Some(checker) = old.checker
+            {
+                checker.cancel();
+            }
+        }
+        state.routes = config.routes.iter().map(|r| (r.id.clone(), r.clone())).collect();
+        self.publish(&state);
+        let wanted: Vec<&str> = config.endpoints.iter().map(|e| e.name.as_str()).collect();
+        let removed: Vec<String> =
+            state.endpoints.keys().filter(|name| !wanted.contains(&name.as_str())).cloned().collect();
+        for name in removed {
+            if let Some(entry) = state.endpoints.remove(&name) {
+                self.close(entry);
+            }
+        }
+        for item in prepared {
+            self.commit(&mut state, item);
+        }
+        Ok(())
+    }
+
+    /// Adds or replaces a pool; backends that stay keep their health and ejection state.
+    pub fn upsert_pool(&self, name: &str, config: PoolConfig) -> Result<(), IngressError> {
+        validate::validate_pool(name, &config).map_err(invalid)?;
+        let mut state = self.state();
+        let entry = self.pool_entry(name, &config, state.pools.get(name));
+        if let Some(old) = state.pools.insert(name.to_owned(), entry)
+            && let Some(checker) = old.checker.filter(|_| !Arc::ptr_eq(&old.pool, &state.pools[name].pool))
+        {
+            checker.cancel();
+        }
+        self.publish(&state);
+        Ok(())
+    }
+
+    /// Removes a pool no route or TCP endpoint uses; `false` when it did not exist.
+    pub fn remove_pool(&self, name: &str) -> Result<bool, IngressError> {
+        let mut state = self.state();
+        if let Some(route) = state.routes.values().find(|r| r.pool == name) {
+            return Err(IngressError::InUse(format!("pool {name:?} is used by route {:?}", route.id)));
+        }
+        if let Some(endpoint) = state.endpoints.values().find(|e| e.config.pool.as_deref() == Some(name)) {
+            return Err(IngressError::InUse(format!(
+                "pool {name:?} is used by endpoint {:?}",
+                endpoint.config.name
+            )));
+        }
+        let Some(entry) = state.pools.remove(name) else { return Ok(false) };
+        if let Some(checker) = entry.checker {
+            checker.cancel();
+        }
+        self.publish(&state);
+        Ok(true)
+    }
+
+    /// Adds or replaces a route (by id). Its pool and endpoints must exist.
+    pub fn upsert_route(&self, route: RouteConfig) -> Result<(), IngressError> {
+        let mut state = self.state();
+        let pools = state.pools.iter().map(|(name, e)| (name.clone(), e.pool.config.clone())).collect();
+        let endpoints: Vec<EndpointConfig> = state.endpoints.values().map(|e| e.config.clone()).collect();
+        validate::validate_route(&route, &pools, &endpoints).map_err(invalid)?;
+        state.routes.insert(route.id.clone(), route);
+        self.publish(&state);
+        Ok(())
+    }
+
+    /// Removes a route; `false` when it did not exist.
+    pub fn remove_route(&self, id: &str) -> bool {
+        let mut state = self.state();
+        let removed = state.routes.remove(id).is_some();
+        if removed {
+            self.publish(&state);
+        }
+        removed
+    }
+
+    /// The routes currently served.
+    pub fn routes(&self) -> Vec<RouteConfig> {
+        self.state().routes.values().cloned().collect()
+    }
+
+    /// Starts a new endpoint (for example a node-ingress TCP port) and returns its address.
+    pub fn add_endpoint(&self, endpoint: EndpointConfig) -> Result<SocketAddr, IngressError> {
+        let mut state = self.state();
+        if state.endpoints.contains_key(&endpoint.name) {
+            return Err(invalid(format!("endpoint {:?} already exists", endpoint.name)));
+        }
+        let mut config = IngressConfig {
+            pools: state.pools.iter().map(|(name, e)| (name.clone(), e.pool.config.clone())).collect(),
+            endpoints: state.endpoints.values().map(|e| e.config.clone()).collect(),
+            ..IngressConfig::default()
+        };
+        config.endpoints.push(endpoint.clone());
+        config.validate()?;
+        let prepared = self.prepare_listener(&endpoint)?;
+        self.commit(&mut state, prepared);
+        Ok(state.endpoints[&endpoint.name].addr)
+    }
+
+    /// Stops an endpoint: its socket closes and its open connections finish gracefully.
+    /// `false` when it did not exist. Routes restricted to it stay (and match nothing).
+    pub fn remove_endpoint(&self, name: &str) -> bool {
+        let mut state = self.state();
+        match state.endpoints.remove(name) {
+            Some(entry) => {
+                self.close(entry);
+                true
+            }
+            None => false,
+        }
+    }
+
+    // === internals ===
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Every change is computed before it is written, so a panic cannot leave the state
+        // half-updated; a poisoned lock is safe to keep using.
+        self.inner.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn pool_entry(&self, name: &str, config: &PoolConfig, previous: Option<&PoolEntry>) -> PoolEntry {
+        if let Some(previous) = previous.filter(|p| p.pool.config == *config) {
+            return PoolEntry { pool: previous.pool.clone(), checker: previous.checker.clone() };
+        }
+        let pool = Arc::new(Pool::new(name, config.clone(), previous.map(|p| &*p.pool)));
+        let checker = config.health_check.clone().map(|check| {
+            let token = self.inner.cancel.child_token();
+            tokio::spawn(health::run(pool.clone(), check, token.clone()));
+            token
+        });
+        PoolEntry { pool, checker }
+    }
+
+    /// Recompiles the route table and the pool map and swaps them in.
+    fn publish(&self, state: &State) {
+        let pools: HashMap<String, Arc<Pool>> =
+            state.pools.iter().map(|(name, e)| (name.clone(), e.pool.clone())).collect();
+        let table = RouteTable::build(state.routes.values(), |name| pools.get(name).cloned());
+        self.inner.shared.pools.store(Arc::new(pools));
+        self.inner.shared.routes.store(Arc::new(table));
+    }
+
+    fn handler(
+        &self,
+        endpoint: &EndpointConfig,
+        metrics: Arc<EndpointMetrics>,
+    ) -> Result<Handler, IngressError> {
+        let shared = self.inner.shared.clone();
+        Ok(match endpoint.protocol {
+            EndpointProtocol::Http => {
+                Handler::Http(Arc::new(HttpEndpoint::new(&endpoint.name, None, shared, metrics)))
+            }
+            EndpointProtocol::Https => {
+                let tls = endpoint.tls.as_ref().ok_or_else(|| invalid("https needs tls".to_owned()))?;
+                let acceptor = TlsAcceptor::from(tls::server_config(&endpoint.name, tls)?);
+                Handler::Http(Arc::new(HttpEndpoint::new(&endpoint.name, Some(acceptor), shared, metrics)))
+            }
+            EndpointProtocol::Tcp => Handler::Tcp(Arc::new(TcpEndpoint {
+                name: endpoint.name.as_str().into(),
+                pool: endpoint.pool.clone().unwrap_or_default(),
+                proxy_protocol: endpoint.proxy_protocol,
+                shared,
+                metrics,
+            })),
+        })
+    }
+
+    fn prepare_listener(&self, endpoint: &EndpointConfig) -> Result<Prepared, IngressError> {
+        let metrics = self.inner.shared.metrics.endpoint(&endpoint.name, protocol_label(endpoint.protocol));
+        let prepared = self.handler(endpoint, metrics.clone()).and_then(|handler| {
+            let listener = io::bind(endpoint.listen, self.inner.shared.reuse_port).map_err(|source| {
+                IngressError::Bind { endpoint: endpoint.name.clone(), addr: endpoint.listen, source }
+            })?;
+            Ok(Prepared::Listen { listener, handler, metrics: metrics.clone(), config: endpoint.clone() })
+        });
+        if prepared.is_err() {
+            self.inner.shared.metrics.forget(&metrics);
+        }
+        prepared
+    }
+
+    fn commit(&self, state: &mut State, item: Prepared) {
+        match item {
+            Prepared::Swap(handler, config) => {
+                if let Some(entry) = state.endpoints.get_mut(&config.name) {
+                    entry.handler.store(Arc::new(handler));
+                    entry.config = config;
+                }
+            }
+            Prepared::Listen { listener, handler, metrics, config } => {
+                let addr = listener.local_addr().unwrap_or(config.listen);
+                let handler = Arc::new(ArcSwap::from_pointee(handler));
+                let stop = self.inner.cancel.child_token();
+                let inner = &self.inner;
+                inner.shared.tracker.spawn(accept_loop(
+                    listener,
+                    handler.clone(),
+                    config.max_connections,
+                    stop.clone(),
+                    inner.hard_stop.clone(),
+                    inner.shared.tracker.clone(),
+                ));
+                tracing::info!(endpoint = %config.name, %addr, protocol = ?config.protocol, "endpoint listening");
+                let entry = EndpointEntry { config, addr, handler, stop, metrics };
+                if let Some(old) = state.endpoints.insert(entry.config.name.clone(), entry) {
+                    self.close(old);
+                }
+            }
+        }
+    }
+
+    fn close(&self, entry: EndpointEntry) {
+        entry.stop.cancel();
+        self.inner.shared.metrics.forget(&entry.metrics);
+        tracing::info!(endpoint = %entry.config.name, addr = %entry.addr, "endpoint stopped");
+    }
+}
+
+enum Prepared {
+    Swap(Handler, EndpointConfig),
+    Listen {
+        listener: tokio::net::TcpListener,
+        handler: Handler,
+        metrics: Arc<EndpointMetrics>,
+        config: EndpointConfig,
+    },
+}
+
+/// Whether a changed endpoint can keep its socket (and only its handler changes).
+/// A new configuration may name the bound address (port 0 resolved) instead of the old one.
+fn same_socket(old: &EndpointEntry, new: &EndpointConfig) -> bool {
+    (old.config.listen == new.listen || old.addr == new.listen)
+        && old.config.max_connections == new.max_connections
+}
+
+fn protocol_label(protocol: EndpointProtocol) -> &'static str {
+    match protocol {
+        EndpointProtocol::Http => "http",
+        EndpointProtocol::Https => "https",
+        EndpointProtocol::Tcp => "tcp",
+    }
+}
+
+fn invalid(message: String) -> IngressError {
+    IngressError::Config(ConfigError { position: None, message })
+}
+
+/// Waits for the stop signal, gives open connections the grace period, then cuts the rest.
+async fn supervise(inner: Arc<Inner>) {
+    inner.cancel.cancelled().await;
+    let tracker = &inner.shared.tracker;
+    tracker.close();
+    if tokio::time::timeout(inner.shared.timeouts.shutdown_grace, tracker.wait()).await.is_err() {
+        tracing::warn!("shutdown grace period over; closing the remaining connections");
+        inner.hard_stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
+    }
+    inner.hard_stop.cancel();
+    inner.done.cancel();
+}
