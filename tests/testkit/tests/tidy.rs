@@ -58,13 +58,25 @@ fn every_crate_is_on_the_architecture_map() {
 fn dependencies_point_inward() {
     // Layers from the inside out; a crate may depend only on crates of a lower layer.
     let layer = |name: &str| match name {
-        "trellis-types" | "trellis-store" | "trellis-policy" | "trellis-api" | "trellis-testkit"
-        | "trellis-blobs" => 0,
-        "trellis-identity" | "trellis-compiler" | "trellis-embed" => 1,
-        "trellis-workspace" | "trellis-model" => 2,
+        "trellis-types"
+        | "trellis-store"
+        | "trellis-policy"
+        | "trellis-api"
+        | "trellis-testkit"
+        | "trellis-blobs"
+        | "trellis-facility-api" => 0,
+        "trellis-identity"
+        | "trellis-compiler"
+        | "trellis-embed"
+        | "trellis-credentials"
+        | "trellis-pki"
+        | "trellis-facility"
+        | "trellis-nat" => 1,
+        "trellis-workspace" | "trellis-model" | "trellis-ingress" => 2,
         "trellis-realize" => 3,
-        "trellis-api-server" => 4,
-        _ => 5, // binaries and benches at the edge
+        "trellis-materialize" => 4,
+        "trellis-api-server" => 5,
+        _ => 6, // binaries and benches at the edge
     };
     for (name, _, deps) in crates() {
         for dep in deps {
