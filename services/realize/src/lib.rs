@@ -15,7 +15,7 @@ mod pools;
 mod realize;
 mod service;
 mod snapshot;
-mod stored;
+pub mod stored;
 mod types;
 
 pub use commission::CHANGE_TIMEOUT_SECS;
