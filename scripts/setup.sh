@@ -15,11 +15,17 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(etcd-server etcd-client protobuf-compiler libprotobuf-dev openssh-client openssl python3-venv curl
   ca-certificates bubblewrap util-linux ceph-mon ceph-mgr ceph-osd ceph-mds ceph-common uuid-runtime librados-dev
+  ceph-fuse fuse3
   metis crun openssh-server iproute2 iptables iputils-ping iperf3 nftables)
 # nftables: `nft` for the ingress NAT (ingress/nat) and its network-namespace test.
+# ceph-fuse, fuse3: CephFS volumes for XDCs mounted on this host (xdc/volumes); the kernel has no
+# CephFS client. fuse3's fusermount3 also lets scripts/ceph-down.sh unmount them.
+# Jupyter (notebook 6.4): the real backend of the XDC web proxy's tests (xdc/webproxy).
+APT_PACKAGES+=(jupyter-notebook python3-notebook python3-ipykernel)
+# The same packages run Jupyter inside local XDCs (xdc/runtime), on the host's read-only /usr.
 # Pinned: the versions the compatibility tests are written against. protobuf 7 breaks
 # mergexp 0.3.0 (`metal==True` raises "Expected an int, got a boolean").
-PY_PACKAGES=(mergetbapi==1.6.0 mergetb==1.3.16 mergexp==0.3.0 "protobuf>=6,<7" pytest==8.3.4)
+PY_PACKAGES=(mergetbapi==1.6.0 mergetb==1.3.16 mergexp==0.3.0 "protobuf>=6,<7" pytest==8.3.4 websocket-client==1.8.0)
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 

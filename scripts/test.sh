@@ -29,6 +29,9 @@ cargo test --workspace --locked
 step "blob store on a real single-node Ceph cluster"
 services/blobs/tests/run-rados.sh
 
+step "XDC volumes on a real single-node CephFS"
+xdc/volumes/tests/run-cephfs.sh
+
 step "wire compatibility with mergetbapi"
 tests/compat/wire/run.sh .venv
 

@@ -182,7 +182,7 @@ impl Agent {
             .clone()
     }
 
-    fn get(&self, mzid: &str) -> Option<Arc<Mz>> {
+    pub(crate) fn get(&self, mzid: &str) -> Option<Arc<Mz>> {
         self.registry().get(mzid).cloned()
     }
 

@@ -37,6 +37,16 @@ impl Cidr {
     pub fn first_host(self) -> IpAddr {
         from_bits(self.addr, (to_bits(self.addr) & mask(self.addr, self.prefix)).wrapping_add(1))
     }
+
+    /// The `n`-th address counted down from the top of the network (0: the last address,
+    /// IPv4's broadcast); `None` past the bottom.
+    pub fn nth_from_top(self, n: u128) -> Option<IpAddr> {
+        let width = u32::from(max_prefix(self.addr));
+        let host_bits = width - u32::from(self.prefix.min(max_prefix(self.addr)));
+        let size_minus_one = if host_bits == 128 { u128::MAX } else { (1u128 << host_bits) - 1 };
+        let offset = size_minus_one.checked_sub(n)?;
+        Some(from_bits(self.addr, (to_bits(self.addr) & mask(self.addr, self.prefix)) + offset))
+    }
 }
 
 impl fmt::Display for Cidr {
@@ -87,12 +97,18 @@ mod tests {
         assert_eq!(Cidr::parse("10.4.0.0/16").unwrap().first_host().to_string(), "10.4.0.1");
         assert_eq!(Cidr::parse("10.0.0.9/32").unwrap().network().to_string(), "10.0.0.9/32");
         assert_eq!(Cidr::parse("10.0.0.9/0").unwrap().network().to_string(), "0.0.0.0/0");
+        let c = Cidr::parse("10.4.0.0/24").unwrap();
+        assert_eq!(c.nth_from_top(0).unwrap().to_string(), "10.4.0.255");
+        assert_eq!(c.nth_from_top(1).unwrap().to_string(), "10.4.0.254");
+        assert_eq!(c.nth_from_top(255).unwrap().to_string(), "10.4.0.0");
+        assert_eq!(c.nth_from_top(256), None);
     }
 
     #[test]
     fn parses_ipv6_and_rejects_garbage() {
         let c = Cidr::parse("fd00::5/64").unwrap();
         assert_eq!(c.network().to_string(), "fd00::/64");
+        assert_eq!(c.nth_from_top(1).unwrap().to_string(), "fd00::ffff:ffff:ffff:fffe");
         assert!(!c.contains("10.0.0.1".parse().unwrap()));
         for bad in ["10.0.0.1", "10.0.0.1/33", "x/24", "10.0.0.1/", "fd00::/129"] {
             assert!(Cidr::parse(bad).is_none(), "{bad}");

@@ -72,7 +72,7 @@ fn hybrid_cgroup_problem(pure_v2: bool, controllers_on_v2: &str) -> Option<Strin
     ))
 }
 
-fn write_file(path: &Path, contents: &[u8]) -> Result<(), Error> {
+pub(crate) fn write_file(path: &Path, contents: &[u8]) -> Result<(), Error> {
     let tmp = path.with_extension("new");
     std::fs::write(&tmp, contents)
         .and_then(|()| std::fs::rename(&tmp, path))
@@ -210,6 +210,8 @@ impl Agent {
             mz.status.set_link(link, State::Processing, "configuring");
         }
         cmd::ip_batch(None, &network::host_script(&plan, &dirty, &observed)).await?;
+        // Before nodes get addresses, so an XDC moves off one a node now wants.
+        self.reconcile_xdcs(mz, &plan).await;
         if plan.has_links() {
             self.configure_switch(rt, &plan, &dirty, switch_missing).await?;
         }

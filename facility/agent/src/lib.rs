@@ -9,6 +9,8 @@
 //!   where every link (point-to-point or LAN) is a bridge; capacity with `tbf` on the node's
 //!   egress, latency and loss with a delay line on the bridge (this kernel has no `netem`;
 //!   see `delay.rs`); static routes along shortest paths on request.
+//! - XDCs on this host: a veth from the infranet bridge into the XDC's namespace, with an
+//!   address from the top of the subnet ([`Agent::attach_xdc`], [`Agent::detach_xdc`]).
 //! - Lifecycle: state under the state directory, adoption on restart, a watchdog that brings
 //!   dead containers back, teardown by name prefix (see [`Names`]).
 //!
@@ -30,6 +32,7 @@ mod routing;
 mod service;
 mod status;
 mod sweep;
+mod xdc;
 
 pub use agent::{Agent, AgentConfig};
 pub use naming::Names;

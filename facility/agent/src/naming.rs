@@ -61,6 +61,24 @@ impl Names {
         format!("t{}{}", self.hash, Self::node_key(node))
     }
 
+    /// The host end of an XDC's veth into the infranet bridge: `t<hash8>x<hash5>`, so the
+    /// teardown sweep finds it, and the `x` (not a hex digit) keeps it apart from node veths.
+    pub fn xdc_veth(&self, xdc: &str) -> String {
+        format!("t{}x{}", self.hash, short_hash(xdc, 5))
+    }
+
+    /// The XDC's end of that veth, inside its namespace: `mz<hash8>`, one per materialization,
+    /// so an XDC could be attached to several.
+    pub fn xdc_interface(&self) -> String {
+        format!("mz{}", self.hash)
+    }
+
+    /// A fixed MAC for an XDC's infranet interface, so nodes' neighbour caches stay right
+    /// when it is re-attached. Node names have no `/`, so this never equals a node's MAC.
+    pub fn xdc_mac(&self, xdc: &str) -> String {
+        self.mac(&format!("xdc/{xdc}"), "infranet")
+    }
+
     /// A link's bridge inside the switch namespace.
     pub fn lan_bridge(link: &str) -> String {
         format!("b{}", short_hash(link, 6))
@@ -110,5 +128,11 @@ mod tests {
         assert_ne!(names.mac("a", "eth0"), names.mac("a", "eth1"));
         assert!(names.mac("a", "eth0").starts_with("02:"));
         assert_ne!(names.netns_prefix(), Names::new("r2.exp.proj").netns_prefix());
+        let xdc = "a-very-long-xdc-name.project-with-a-long-name";
+        assert_eq!(names.xdc_veth(xdc).len(), 15);
+        assert!(names.xdc_veth(xdc).starts_with(&names.host_link_prefix()));
+        assert_ne!(names.xdc_veth("x0-proj"), names.xdc_veth("x1-proj"));
+        assert!(names.xdc_interface().len() <= 15);
+        assert_ne!(names.xdc_mac("x0-proj"), names.mac("x0-proj", "infranet"));
     }
 }

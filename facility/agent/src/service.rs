@@ -3,8 +3,9 @@
 use tonic::{Request, Response, Status};
 use trellis_facility_api::v1::facility_server::{Facility, FacilityServer};
 use trellis_facility_api::v1::{
-    DematerializeRequest, DematerializeResponse, ListRequest, ListResponse, MaterializeRequest,
-    MaterializeResponse, RebootRequest, RebootResponse, StatusRequest, StatusResponse,
+    AttachXdcRequest, AttachXdcResponse, DematerializeRequest, DematerializeResponse, DetachXdcRequest,
+    DetachXdcResponse, ListRequest, ListResponse, MaterializeRequest, MaterializeResponse, RebootRequest,
+    RebootResponse, StatusRequest, StatusResponse,
 };
 use trellis_types::Error;
 
@@ -75,5 +76,24 @@ impl Facility for FacilityService {
 
     async fn list(&self, _request: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
         Ok(Response::new(ListResponse { mzids: self.agent.list() }))
+    }
+
+    async fn attach_xdc(
+        &self,
+        request: Request<AttachXdcRequest>,
+    ) -> Result<Response<AttachXdcResponse>, Status> {
+        let request = request.into_inner();
+        let reply =
+            self.agent.attach_xdc(&request.mzid, &request.xdc, &request.netns).await.map_err(status)?;
+        Ok(Response::new(reply))
+    }
+
+    async fn detach_xdc(
+        &self,
+        request: Request<DetachXdcRequest>,
+    ) -> Result<Response<DetachXdcResponse>, Status> {
+        let request = request.into_inner();
+        self.agent.detach_xdc(&request.mzid, &request.xdc, &request.netns).await.map_err(status)?;
+        Ok(Response::new(DetachXdcResponse {}))
     }
 }

@@ -13,6 +13,7 @@
 //! - [`git`]: a git repository per experiment over smart HTTP (pushing `model.py` records a
 //!   model revision).
 //! - [`server`]: assembling the router and serving it with graceful shutdown.
+//! - [`xdc_access`]: the policy answers the SSH jump host and the XDC web proxy need.
 
 pub mod api;
 pub mod authz;
@@ -21,5 +22,6 @@ pub mod git;
 pub mod http;
 pub mod server;
 pub mod status;
+pub mod xdc_access;
 
 pub use server::{Portal, PortalConfig, serve};

@@ -17,6 +17,7 @@ use trellis_store::Store;
 use trellis_store::cache::CachedStore;
 use trellis_types::Error;
 use trellis_workspace::{Workspace, WorkspaceConfig};
+use trellis_xdc::{XdcConfig, XdcService};
 
 use crate::api::Services;
 use crate::api::alloc::AllocApi;
@@ -28,6 +29,7 @@ use crate::api::model::ModelApi;
 use crate::api::realize::RealizeApi;
 use crate::api::unbuilt::Unbuilt;
 use crate::api::workspace::WorkspaceApi;
+use crate::api::xdc::XdcApi;
 use crate::authz::Gate;
 use crate::authz::layer::{Authorizer, authorize};
 
@@ -43,6 +45,8 @@ pub struct PortalConfig {
     pub ingress: IngressConfig,
     /// Lifetimes of SSH certificates the portal issues.
     pub ssh_ca: SshCaConfig,
+    /// XDC limits, jump hosts and web proxy URLs.
+    pub xdc: XdcConfig,
     /// Where the per-experiment git repositories live; `None` disables `/git/...`.
     pub git_root: Option<std::path::PathBuf>,
 }
@@ -95,8 +99,18 @@ impl Portal {
             )),
             _ => None,
         };
-        let services =
-            Services { workspace, tokens, gate, models: config.models, realize, credentials, materialize };
+        // XDC records are not cached: the controller and the jump host read them straight.
+        let xdc = XdcService::new(raw_store.clone(), workspace.clone(), credentials.clone(), config.xdc);
+        let services = Services {
+            workspace,
+            tokens,
+            gate,
+            models: config.models,
+            realize,
+            credentials,
+            materialize,
+            xdc,
+        };
         Ok(Portal { services, store, git_root: config.git_root, pki })
     }
 
@@ -125,6 +139,27 @@ impl Portal {
         &self.services.credentials
     }
 
+    /// The XDC service (its controller is the caller's to run).
+    pub fn xdc(&self) -> &XdcService {
+        &self.services.xdc
+    }
+
+    /// The policy gate (the jump host and the web proxy authorize through it too).
+    pub fn gate(&self) -> &Gate {
+        &self.services.gate
+    }
+
+    /// What the SSH jump host and the XDC web proxy ask the portal.
+    pub fn xdc_access(&self) -> crate::xdc_access::XdcAccess {
+        let s = &self.services;
+        crate::xdc_access::XdcAccess::new(
+            s.workspace.clone(),
+            s.gate.clone(),
+            s.xdc.clone(),
+            s.tokens.clone(),
+        )
+    }
+
     /// The token service.
     pub fn tokens(&self) -> &Arc<TokenService> {
         &self.services.tokens
@@ -148,7 +183,7 @@ impl Portal {
                 .add_service(pb::model_server::ModelServer::new(ModelApi(s.clone())))
                 .add_service(pb::realize_server::RealizeServer::new(RealizeApi(s.clone())))
                 .add_service(pb::wireguard_server::WireguardServer::new(Unbuilt))
-                .add_service(pb::xdc_server::XdcServer::new(Unbuilt));
+                .add_service(pb::xdc_server::XdcServer::new(XdcApi(s.clone())));
         let authorizer = Arc::new(Authorizer::new(s.tokens.clone(), s.workspace.clone(), s.gate.clone()));
         grpc.into_axum_router()
             .merge(crate::http::router(s.tokens.clone(), self.store.clone()))

@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod materialize;
 mod realize;
+mod xdc;
 
 pub use materialize::{
     DematerializeArgs, GenerateTarget, IngressArgs, IngressProtocol, MaterializeArgs, NodesCommand,
@@ -20,6 +21,9 @@ pub use materialize::{
 pub use realize::{
     Lifetime, NewFacilityArgs, NewPoolArgs, PoolAdd, PoolCommand, PoolPatch, PoolRemove, RealizationRef,
     RealizeArgs, ResourcesTarget, RevisionKind, UpdateCommand, UpdatePool, UpdateRealization,
+};
+pub use xdc::{
+    NewXdcArgs, ScpArgs, ScpDirection, SshArgs, SshDirArg, SshOptions, XdcCommand, XdcKind, XdcRef,
 };
 
 /// Command-line client for Trellis and other MergeTB-compatible portals.
@@ -49,7 +53,7 @@ pub struct Cli {
 pub enum Command {
     /// Create an account (an administrator's registration starts active).
     Register(RegisterArgs),
-    /// Log in and remember the server and token in the configuration file.
+    /// Log in, remember the server and token, and install your SSH key and certificate.
     Login(LoginArgs),
     /// Log out: revoke the token on the portal and forget it.
     Logout,
@@ -59,18 +63,19 @@ pub enum Command {
         #[arg(short = 't', long)]
         token: bool,
     },
-    /// Create a project, experiment, organization, membership, facility, pool or ingress.
+    /// Create a project, experiment, organization, membership, facility, pool, ingress or XDC.
     #[command(subcommand)]
     New(NewCommand),
     /// List projects, experiments, organizations, users, realizations, facilities, pools, ...
     List(ListArgs),
-    /// Show one project, experiment, organization, user, realization, facility, pool or materialization.
+    /// Show one project, experiment, organization, user, realization, facility, pool, materialization
+    /// or XDC.
     #[command(subcommand)]
     Show(ShowCommand),
-    /// Change a realization's expiration or a pool's resources.
+    /// Change a realization's or XDC's expiration, or a pool's resources.
     #[command(subcommand)]
     Update(UpdateCommand),
-    /// Delete a project, experiment, organization, membership, facility, pool or ingress.
+    /// Delete a project, experiment, organization, membership, facility, pool, ingress or XDC.
     #[command(subcommand)]
     Delete(DeleteCommand),
     /// Manage SSH public keys.
@@ -103,6 +108,9 @@ pub enum Command {
     /// Reboot a materialization's nodes, or generate files describing them.
     #[command(subcommand)]
     Nodes(NodesCommand),
+    /// Attach, detach and reach XDCs (experiment development containers).
+    #[command(subcommand)]
+    Xdc(XdcCommand),
     /// Compile a model (model.py) on the portal and report its problems; stores nothing.
     Compile {
         /// The model file.
@@ -162,6 +170,12 @@ pub struct LoginArgs {
     /// Read the password from standard input instead of prompting.
     #[arg(long)]
     pub password_stdin: bool,
+    /// Do not install the SSH key, certificate and `mergejump` configuration.
+    #[arg(long, alias = "nokeys")]
+    pub no_ssh: bool,
+    /// Where to install them.
+    #[command(flatten)]
+    pub ssh: SshDirArg,
 }
 
 /// Access modes, as Merge names them.
@@ -234,6 +248,8 @@ pub enum NewCommand {
     Pool(NewPoolArgs),
     /// Expose a node's port through the portal's ingress.
     Ingress(IngressArgs),
+    /// Create an XDC (experiment development container).
+    Xdc(NewXdcArgs),
 }
 
 /// `trellis new member ...`.
@@ -301,6 +317,13 @@ pub enum ListKind {
         /// `<realization>.<experiment>.<project>`.
         name: RealizationRef,
     },
+    /// XDCs (experiment development containers).
+    #[command(alias = "xdc")]
+    Xdcs {
+        /// Only this project's XDCs.
+        #[arg(long, short = 'p')]
+        project: Option<String>,
+    },
 }
 
 /// `trellis show ...`.
@@ -356,6 +379,14 @@ pub enum ShowCommand {
         #[arg(short = 'S', long)]
         status: bool,
     },
+    /// Show an XDC: its SSH name, Jupyter URLs, attachment and status.
+    Xdc {
+        /// `<xdc>.<project>`.
+        name: XdcRef,
+        /// Draw its status tree too.
+        #[arg(short = 'S', long)]
+        status: bool,
+    },
 }
 
 /// `trellis delete ...`.
@@ -391,6 +422,11 @@ pub enum DeleteCommand {
     },
     /// Stop exposing a node's port.
     Ingress(IngressArgs),
+    /// Delete an XDC (its home and project directories stay).
+    Xdc {
+        /// `<xdc>.<project>`.
+        name: XdcRef,
+    },
 }
 
 /// `trellis delete member ...`.

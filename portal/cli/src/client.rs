@@ -14,11 +14,13 @@ use tonic::{Request, Status};
 use tonic_types::StatusExt;
 use trellis_api::portal::v1::alloc_client::AllocClient;
 use trellis_api::portal::v1::commission_client::CommissionClient;
+use trellis_api::portal::v1::cred_client::CredClient;
 use trellis_api::portal::v1::identity_client::IdentityClient;
 use trellis_api::portal::v1::materialize_client::MaterializeClient;
 use trellis_api::portal::v1::model_client::ModelClient;
 use trellis_api::portal::v1::realize_client::RealizeClient;
 use trellis_api::portal::v1::workspace_client::WorkspaceClient;
+use trellis_api::portal::v1::xdc_client::XdcClient;
 
 use crate::error::CliError;
 
@@ -41,6 +43,10 @@ pub struct Clients {
     pub alloc: AllocClient<AuthChannel>,
     /// `portal.v1.Materialize`.
     pub materialize: MaterializeClient<AuthChannel>,
+    /// `portal.v1.XDC`.
+    pub xdc: XdcClient<AuthChannel>,
+    /// `portal.v1.Cred` (SSH keys and certificates).
+    pub cred: CredClient<AuthChannel>,
 }
 
 /// Adds the bearer token to outgoing requests.
@@ -112,7 +118,9 @@ pub async fn connect(server: &str, ca_cert: Option<&Path>, token: Option<&str>) 
         realize: RealizeClient::with_interceptor(channel.clone(), auth.clone()),
         commission: CommissionClient::with_interceptor(channel.clone(), auth.clone()),
         alloc: AllocClient::with_interceptor(channel.clone(), auth.clone()),
-        materialize: MaterializeClient::with_interceptor(channel, auth),
+        materialize: MaterializeClient::with_interceptor(channel.clone(), auth.clone()),
+        xdc: XdcClient::with_interceptor(channel.clone(), auth.clone()),
+        cred: CredClient::with_interceptor(channel, auth),
     })
 }
 

@@ -150,6 +150,42 @@ pub enum CliError {
         /// The last progress seen (`: 3/5 nodes ready`), or empty.
         last: String,
     },
+    /// `HOME` is not set and no SSH directory was given.
+    #[error("cannot find the SSH directory: set HOME, or pass --ssh-dir (TRELLIS_SSH_DIR)")]
+    NoSshDir,
+    /// `trellis xdc ssh|scp` found no key, certificate or client configuration.
+    #[error("{} is missing; run `trellis login` (without --no-ssh) to install your SSH key", path.display())]
+    NoSshKey {
+        /// The missing file.
+        path: PathBuf,
+    },
+    /// The ssh configuration holds a Trellis begin marker without its end, or the reverse.
+    #[error(
+        "{} has an unbalanced `# BEGIN trellis` / `# END trellis` pair; fix or remove the markers by hand",
+        path.display()
+    )]
+    ManagedBlock {
+        /// The configuration file.
+        path: PathBuf,
+    },
+    /// The portal answered without a key or certificate.
+    #[error("the portal returned an empty SSH key or certificate")]
+    EmptyCredentials,
+    /// Login succeeded but the SSH credentials could not be installed.
+    #[error("logged in, but the SSH key and certificate were not installed (--no-ssh skips them)")]
+    SshInstall(#[source] Box<CliError>),
+    /// The portal names no jump host and none was given.
+    #[error("the portal names no SSH jump host; give one with --jump host:port")]
+    NoJumpHost,
+    /// `ssh` or `scp` could not be started.
+    #[error("cannot run {program}")]
+    Exec {
+        /// The program.
+        program: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A response could not be turned into JSON.
     #[error("cannot print JSON")]
     Json(#[source] serde_json::Error),

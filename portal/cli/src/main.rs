@@ -12,9 +12,12 @@
 //! - `config.rs`: the configuration file (`server`, `token`, `username`; mode 0600).
 //! - `client.rs`: connecting, the bearer-token interceptor, and rendering portal errors.
 //! - `commands/`: one file per noun (`auth`, `projects`, `experiments`, `organizations`,
-//!   `users`, `keys`, `models`, `realizations`, `facilities`, `pools`, `materializations`),
+//!   `users`, `keys`, `models`, `realizations`, `facilities`, `pools`, `materializations`,
+//!   `xdc`, `xdc_ssh`),
 //!   dispatched from `commands/mod.rs`.
 //! - `output.rs`: tables, `key: value` blocks, and the hand-written JSON of each message.
+//! - `ssh.rs`: the SSH key, certificate and config `trellis login` installs, and the `ssh`/`scp`
+//!   command lines of `trellis xdc ssh|scp`.
 //! - `error.rs`: [`error::CliError`].
 //!
 //! Exit status: 0 on success, 2 for usage errors (clap), 1 for anything else.
@@ -25,6 +28,7 @@ mod commands;
 mod config;
 mod error;
 mod output;
+mod ssh;
 
 use std::process::ExitCode;
 

@@ -6,7 +6,7 @@
 //! (`"Active"`, `"Creator"`), timestamps as RFC 3339 and 64-bit integers as plain numbers.
 //! Every field is printed, even when it holds its default value, so scripts can rely on keys.
 //! Realizations, facilities and pools are in `output/realize.rs`, materializations in
-//! `output/materialize.rs`.
+//! `output/materialize.rs`, XDCs and jump hosts in `output/xdc.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -18,9 +18,11 @@ use crate::error::CliError;
 
 mod materialize;
 mod realize;
+mod xdc;
 
 pub use materialize::*;
 pub use realize::*;
+pub use xdc::*;
 
 /// Prints `value` as pretty JSON on standard output.
 pub fn print_json(value: &Value) -> Result<(), CliError> {

@@ -4,7 +4,7 @@
 //! variables < flags. Unknown keys in the file are errors: a typo in a security setting must
 //! not be silently ignored.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -50,6 +50,8 @@ pub enum Component {
     /// This machine's facility agent (containers in network namespaces) on `--listen`, behind
     /// mutual TLS with the portal CA; it registers itself as the built-in facility.
     Facility,
+    /// The ingress (proxy, NAT, node ingress) alone, on the shared store; needs --ingress-config.
+    Ingress,
 }
 
 /// Settings shared by every command.
@@ -86,6 +88,38 @@ pub struct Options {
     /// PEM private key for --tls-cert.
     #[arg(long, env = "TRELLIS_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Ingress configuration (YAML, like ingress/ingress.example.yml); reloaded on change and
+    /// SIGHUP. `up` serves a built-in one without it.
+    #[arg(long, env = "TRELLIS_INGRESS_CONFIG")]
+    pub ingress_config: Option<PathBuf>,
+    /// Node-ingress HTTPS address of `up`'s built-in ingress configuration (default 127.0.0.1:7443).
+    #[arg(long, env = "TRELLIS_INGRESS_HTTPS")]
+    pub ingress_https: Option<SocketAddr>,
+    /// Where node-ingress tcp/udp gateway ports listen (default 127.0.0.1).
+    #[arg(long, env = "TRELLIS_INGRESS_GATEWAY_IP")]
+    pub ingress_gateway_ip: Option<IpAddr>,
+    /// Addresses of the SSH jump host (comma-separated; default 127.0.0.1:2202,127.0.0.1:2022).
+    #[arg(long, env = "TRELLIS_JUMP_LISTEN", value_delimiter = ',')]
+    pub jump_listen: Vec<SocketAddr>,
+    /// Address of the XDC web (Jupyter) proxy (default 127.0.0.1:7081).
+    #[arg(long, env = "TRELLIS_XDC_WEB_LISTEN")]
+    pub xdc_web_listen: Option<SocketAddr>,
+    /// Host name users reach the jump host by (default: its listen address).
+    #[arg(long, env = "TRELLIS_JUMP_FQDN")]
+    pub jump_fqdn: Option<String>,
+    /// Domain of the XDC web proxy's host-form URLs (`<xdc>-<project>.<domain>`).
+    #[arg(long, env = "TRELLIS_XDC_DOMAIN")]
+    pub xdc_domain: Option<String>,
+    /// Subnet of the local XDC runtime's bridge (default 10.250.0.0/16).
+    #[arg(long, env = "TRELLIS_XDC_SUBNET")]
+    pub xdc_subnet: Option<String>,
+    /// Name of the local XDC runtime's bridge (default trxbr0).
+    #[arg(long, env = "TRELLIS_XDC_BRIDGE")]
+    pub xdc_bridge: Option<String>,
+    /// `ceph.conf` of a cluster whose CephFS (`cephfs`) holds XDC homes and project
+    /// directories as subvolumes; without it they are directories under the data directory.
+    #[arg(long, env = "TRELLIS_XDC_CEPHFS_CONF")]
+    pub xdc_cephfs_conf: Option<PathBuf>,
 }
 
 /// The configuration file's shape.
@@ -106,6 +140,17 @@ struct FileConfig {
     /// Registration lists offered before an administrator edits them.
     institutions: Option<Vec<String>>,
     categories: Option<Vec<String>>,
+    ingress_config: Option<PathBuf>,
+    ingress_https: Option<SocketAddr>,
+    ingress_gateway_ip: Option<IpAddr>,
+    #[serde(default)]
+    jump_listen: Vec<SocketAddr>,
+    xdc_web_listen: Option<SocketAddr>,
+    jump_fqdn: Option<String>,
+    xdc_domain: Option<String>,
+    xdc_subnet: Option<String>,
+    xdc_bridge: Option<String>,
+    xdc_cephfs_conf: Option<PathBuf>,
 }
 
 /// Settings after every layer has been applied and checked.
@@ -122,6 +167,22 @@ pub struct Settings {
     pub oidc: Option<OidcConfig>,
     pub institutions: Option<Vec<String>>,
     pub categories: Option<Vec<String>>,
+    pub xdc: XdcSettings,
+    pub ingress_config: Option<PathBuf>,
+    pub ingress_https: SocketAddr,
+    pub ingress_gateway_ip: IpAddr,
+}
+
+/// Where XDCs, the jump host and the XDC web proxy run.
+#[derive(Debug, Clone)]
+pub struct XdcSettings {
+    pub jump_listen: Vec<SocketAddr>,
+    pub jump_fqdn: Option<String>,
+    pub web_listen: SocketAddr,
+    pub domain: String,
+    pub subnet: Option<String>,
+    pub bridge: Option<String>,
+    pub cephfs_conf: Option<PathBuf>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -181,6 +242,37 @@ impl Options {
             oidc: file.oidc,
             institutions: file.institutions,
             categories: file.categories,
+            ingress_config: self.ingress_config.clone().or(file.ingress_config),
+            ingress_https: self
+                .ingress_https
+                .or(file.ingress_https)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7443))),
+            ingress_gateway_ip: self
+                .ingress_gateway_ip
+                .or(file.ingress_gateway_ip)
+                .unwrap_or(IpAddr::from([127, 0, 0, 1])),
+            xdc: XdcSettings {
+                jump_listen: if !self.jump_listen.is_empty() {
+                    self.jump_listen.clone()
+                } else if !file.jump_listen.is_empty() {
+                    file.jump_listen
+                } else {
+                    vec![SocketAddr::from(([127, 0, 0, 1], 2202)), SocketAddr::from(([127, 0, 0, 1], 2022))]
+                },
+                jump_fqdn: self.jump_fqdn.clone().or(file.jump_fqdn),
+                web_listen: self
+                    .xdc_web_listen
+                    .or(file.xdc_web_listen)
+                    .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7081))),
+                domain: self
+                    .xdc_domain
+                    .clone()
+                    .or(file.xdc_domain)
+                    .unwrap_or_else(|| "xdc.localhost".to_owned()),
+                subnet: self.xdc_subnet.clone().or(file.xdc_subnet),
+                bridge: self.xdc_bridge.clone().or(file.xdc_bridge),
+                cephfs_conf: self.xdc_cephfs_conf.clone().or(file.xdc_cephfs_conf),
+            },
         })
     }
 }

@@ -6,8 +6,10 @@
 
 mod config;
 mod host_facility;
+mod ingress;
 mod run;
 mod tls;
+mod xdc;
 
 use clap::Parser;
 

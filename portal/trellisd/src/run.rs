@@ -16,6 +16,8 @@ use trellis_store::embedded::EmbeddedStore;
 use trellis_store::etcd::EtcdStore;
 use trellis_workspace::WorkspaceConfig;
 
+use trellis_ingress_controller::NODE_HTTPS_ENDPOINT;
+
 use crate::config::{Cli, Command, Component, ENV_ADMIN_PASSWORD, Settings};
 
 /// Runs the command until SIGINT or SIGTERM.
@@ -31,6 +33,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve { component: Component::Facility, options } => {
             serve_facility(options.settings()?, cancel).await
+        }
+        Command::Serve { component: Component::Ingress, options } => {
+            crate::ingress::serve_ingress(options.settings()?, cancel).await
         }
     }
 }
@@ -55,7 +60,7 @@ async fn shutdown_on_signal(cancel: CancellationToken) {
     cancel.cancel();
 }
 
-async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+pub(crate) async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     if !settings.etcd.is_empty() {
         let store = EtcdStore::connect(&settings.etcd)
             .await
@@ -69,7 +74,7 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     Ok(Arc::new(store))
 }
 
-fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+pub(crate) fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -127,8 +132,45 @@ async fn serve_api(settings: Settings, all_in_one: bool, cancel: CancellationTok
     if let Some(list) = &settings.categories {
         workspace.default_user_configurations.categories.clone_from(list);
     }
+    // The ingress binds before the portal is built, so node ingress URLs carry its real port.
+    let ingress_cancel = cancel.child_token();
+    let ingress = if all_in_one {
+        match crate::ingress::start_ingress(&settings, store.clone(), true, ingress_cancel.clone()).await {
+            Ok(running) => Some(running),
+            // The built-in configuration is a convenience; the portal runs without it.
+            Err(err) if settings.ingress_config.is_none() => {
+                tracing::warn!("node ingress is not served: {err:#}");
+                None
+            }
+            Err(err) => return Err(err),
+        }
+    } else {
+        None
+    };
+    let node_https = ingress.as_ref().and_then(|i| i.local_addr(NODE_HTTPS_ENDPOINT));
+    // The jump host and the web proxy bind first, so the portal advertises their real ports.
+    let access: crate::xdc::LateAccess = Default::default();
+    let mut xdc_endpoints = if all_in_one {
+        let ca = trellis_credentials::SshCa::open(store.clone(), Default::default())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Some(crate::xdc::bind(&settings.xdc, &settings.data_dir, &ca, access.clone()).await?)
+    } else {
+        None
+    };
+    let xdc_config = match &xdc_endpoints {
+        Some(endpoints) => crate::xdc::service_config(&settings.xdc, endpoints),
+        None => {
+            crate::xdc::service_config(&settings.xdc, &crate::xdc::XdcEndpoints::advertised(&settings.xdc))
+        }
+    };
     let config = PortalConfig {
         tokens: TokenConfig { issuer: settings.issuer.clone(), ttl: settings.token_ttl },
+        xdc: xdc_config,
+        ingress: trellis_materialize::IngressConfig {
+            https_port: node_https.map_or(443, |addr| addr.port()),
+            ..Default::default()
+        },
         oidc: settings.oidc.clone(),
         workspace,
         models: Some(model_service(&settings, store.clone())?),
@@ -161,6 +203,21 @@ async fn serve_api(settings: Settings, all_in_one: bool, cancel: CancellationTok
     if let Some(materialize) = portal.materialize() {
         materialize.clone().spawn_controller(cancel.child_token());
     }
+    if let Some(endpoints) = xdc_endpoints.as_mut() {
+        let _ = access.set(portal.xdc_access());
+        crate::xdc::start(
+            &settings.xdc,
+            &settings.data_dir,
+            endpoints,
+            access.clone(),
+            portal.xdc(),
+            portal
+                .materialize()
+                .map(|m| Arc::new(crate::xdc::FacilityAttacher(m.clone())) as Arc<dyn trellis_xdc::Attacher>),
+            cancel.child_token(),
+        )
+        .await?;
+    }
     let listener =
         TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
     let addr = listener.local_addr()?;
@@ -175,13 +232,40 @@ async fn serve_api(settings: Settings, all_in_one: bool, cancel: CancellationTok
         eprintln!("    password: {password}");
         eprintln!("  This password is shown only once. Set {ENV_ADMIN_PASSWORD} to choose it instead.");
     }
+    if let Some(addr) = node_https {
+        eprintln!(
+            "  Node ingress: https://localhost:{}/<mzid>/<node>/<port>/ (CA {})",
+            addr.port(),
+            settings.data_dir.join("ingress-ca/ca.pem").display()
+        );
+    }
+    if let Some(endpoints) = &xdc_endpoints {
+        let jump: Vec<String> = endpoints.jump.iter().map(ToString::to_string).collect();
+        eprintln!(
+            "  XDC SSH jump host: {}",
+            if jump.is_empty() { "not running".to_owned() } else { jump.join(", ") }
+        );
+        match endpoints.web {
+            Some(web) => eprintln!("  XDC web (Jupyter): http://{web}"),
+            None => eprintln!("  XDC web (Jupyter): not running"),
+        }
+    }
     eprintln!();
     eprintln!("  Log in:  trellis --server {addr} login admin");
     let router = portal.router();
-    match &settings.tls {
+    let served = match &settings.tls {
         Some((cert, key)) => crate::tls::serve(listener, router, cert, key, cancel).await,
         None => trellis_api_server::serve(listener, router, cancel).await.context("serving the API"),
+    };
+    if let Some(jump_host) = xdc_endpoints.and_then(|e| e.jump_host) {
+        jump_host.shutdown().await;
     }
+    ingress_cancel.cancel();
+    if let Some(ingress) = ingress {
+        // The NAT (if any) is removed before the process exits.
+        ingress.stopped().await;
+    }
+    served
 }
 
 /// `trellisd serve facility`: the built-in facility agent alone, for a portal whose API runs

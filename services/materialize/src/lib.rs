@@ -8,6 +8,9 @@
 //! Ingress routes ([`MaterializeService::new_ingress`]) are kept beside them and removed with
 //! them. The store layout is described in [`keys`].
 //!
+//! XDCs join a materialization's infranet through the facility that runs it
+//! ([`MaterializeService::attach_xdc`], [`MaterializeService::detach_xdc`]).
+//!
 //! Relinquishing a realization must dematerialize it first:
 //! [`MaterializeService::dematerialize_and_wait`] returns once nothing runs any more (at once
 //! if it was never materialized). As a safety net, the controller dematerializes a
@@ -24,6 +27,7 @@ pub mod spec;
 mod status;
 mod stored;
 mod types;
+mod xdc;
 
 pub use connector::{FacilityConnector, MtlsConnector, PORTAL_CLIENT_NAME};
 pub use ingress::{IngressProtocol, IngressRoute};
@@ -33,3 +37,4 @@ pub use types::{
     ElementStatus, EndpointSpec, FacilitySpec, FacilityStatus, InterfaceSpec, LinkSpec,
     MaterializationRecord, NodeSpec, Phase, StatusRecord, StatusTree, Summary, TaskState, UserSpec,
 };
+pub use xdc::{XdcNetwork, split_mzid};

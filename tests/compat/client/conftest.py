@@ -32,10 +32,17 @@ def portal():
         pytest.fail(f"{binary} is missing: run `cargo build --workspace` first")
     data = tempfile.mkdtemp(prefix="trellis-compat-")
     port = free_port()
+    jump_port = free_port()
+    web_port = free_port()
+    ingress_port = free_port()
     log = open(os.path.join(data, "trellisd.log"), "w")
     env = dict(os.environ, TRELLIS_ADMIN_PASSWORD=ADMIN_PASSWORD)
     proc = subprocess.Popen(
-        [str(binary), "up", "--data-dir", os.path.join(data, "state"), "--listen", f"127.0.0.1:{port}"],
+        [str(binary), "up", "--data-dir", os.path.join(data, "state"), "--listen", f"127.0.0.1:{port}",
+         "--jump-listen", f"127.0.0.1:{jump_port}", "--xdc-web-listen", f"127.0.0.1:{web_port}",
+         # Its own XDC bridge and subnet, so a portal already running here is not disturbed.
+         "--xdc-bridge", "trxcompat0", "--xdc-subnet", "10.252.0.0/24",
+         "--ingress-https", f"127.0.0.1:{ingress_port}"],
         stdout=log, stderr=subprocess.STDOUT, env=env,
     )
     try:
@@ -51,7 +58,8 @@ def portal():
                 log.flush()
                 raise RuntimeError("trellisd did not come up:\n" + open(log.name).read())
             time.sleep(0.1)
-        yield {"host": "127.0.0.1", "port": port, "admin_password": ADMIN_PASSWORD}
+        yield {"host": "127.0.0.1", "port": port, "admin_password": ADMIN_PASSWORD,
+               "jump_port": jump_port, "web_port": web_port}
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

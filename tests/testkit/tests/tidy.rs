@@ -64,19 +64,24 @@ fn dependencies_point_inward() {
         | "trellis-api"
         | "trellis-testkit"
         | "trellis-blobs"
-        | "trellis-facility-api" => 0,
+        | "trellis-facility-api"
+        | "trellis-xdc-runtime" => 0,
         "trellis-identity"
         | "trellis-compiler"
         | "trellis-embed"
         | "trellis-credentials"
         | "trellis-pki"
         | "trellis-facility"
-        | "trellis-nat" => 1,
+        | "trellis-nat"
+        | "trellis-volumes"
+        | "trellis-jump"
+        | "trellis-xdc-proxy" => 1,
         "trellis-workspace" | "trellis-model" | "trellis-ingress" => 2,
         "trellis-realize" => 3,
         "trellis-materialize" => 4,
-        "trellis-api-server" => 5,
-        _ => 6, // binaries and benches at the edge
+        "trellis-xdc" | "trellis-ingress-controller" => 5,
+        "trellis-api-server" => 6,
+        _ => 7, // binaries and benches at the edge
     };
     for (name, _, deps) in crates() {
         for dep in deps {

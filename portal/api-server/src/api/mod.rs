@@ -13,6 +13,7 @@ pub mod workspace;
 mod workspace_orgs;
 mod workspace_projects;
 mod workspace_users;
+pub mod xdc;
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ use trellis_model::ModelService;
 use trellis_realize::RealizeService;
 use trellis_types::Error;
 use trellis_workspace::Workspace;
+use trellis_xdc::XdcService;
 
 use crate::authz::Gate;
 
@@ -41,6 +43,8 @@ pub struct Services {
     pub materialize: Option<MaterializeService>,
     /// The SSH certificate authority (user keys and certificates).
     pub credentials: SshCa,
+    /// Experiment development containers.
+    pub xdc: XdcService,
 }
 
 impl Services {

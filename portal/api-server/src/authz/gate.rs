@@ -8,7 +8,7 @@ use trellis_policy::{
 use trellis_types::{AccessMode, Error, Experiment, Organization, Project, User, UserState};
 use trellis_workspace::Workspace;
 use trellis_workspace::access::{
-    experiment_relations, organization_relations, project_relations, user_relations,
+    Subject, experiment_relations, organization_relations, project_relations, user_relations,
 };
 
 use super::Caller;
@@ -32,6 +32,10 @@ pub enum Target {
     Experiment { project: String, name: String },
     /// An experiment about to be created in a project.
     NewExperiment { project: String, mode: AccessMode },
+    /// An existing XDC: the project's mode and relations, plus `User.Self` for its creator.
+    Xdc { project: String, name: String },
+    /// An XDC about to be created in a project.
+    NewXdc { project: String },
     /// Portal-wide objects no user, project or organization owns (facilities, pools): only
     /// `Any.Any` grants and administrators apply.
     Portal,
@@ -42,6 +46,29 @@ fn mode(m: AccessMode) -> PolicyMode {
         AccessMode::Public => PolicyMode::Public,
         AccessMode::Protected => PolicyMode::Protected,
         AccessMode::Private => PolicyMode::Private,
+    }
+}
+
+/// Whether whoever asks is a portal administrator.
+trait Admin {
+    fn is_admin(&self) -> bool;
+}
+
+impl Admin for Caller {
+    fn is_admin(&self) -> bool {
+        self.subject.admin
+    }
+}
+
+/// An account being decided for, with or without a token.
+struct Who<'a> {
+    subject: &'a Subject,
+    user: &'a User,
+}
+
+impl Admin for Who<'_> {
+    fn is_admin(&self) -> bool {
+        self.subject.admin
     }
 }
 
@@ -65,7 +92,7 @@ impl Gate {
 
     fn decide(
         &self,
-        caller: &Caller,
+        caller: &impl Admin,
         entity: Entity,
         access_mode: AccessMode,
         operation: Operation,
@@ -90,8 +117,23 @@ impl Gate {
         operation: Operation,
         target: &Target,
     ) -> Result<(), Error> {
+        self.check_account(&caller.user, entity, operation, target).await
+    }
+
+    /// The same decision for an account that did not come with an API token (an SSH login at
+    /// the jump host, a session at the XDC web proxy). The account's state is the caller's to
+    /// check.
+    pub async fn check_account(
+        &self,
+        account: &User,
+        entity: Entity,
+        operation: Operation,
+        target: &Target,
+    ) -> Result<(), Error> {
         let ws = &self.workspace;
-        let subject = &caller.subject;
+        let subject = &Subject { username: account.username.clone(), admin: account.admin };
+        let caller = Who { subject, user: account };
+        let caller = &caller;
         let (access_mode, relations) = match target {
             Target::User(name) => {
                 let user = ws.get_user(name).await?;
@@ -103,7 +145,7 @@ impl Gate {
                     }
                 }
                 let approved = |o: &str| approved_orgs.iter().any(|a| a == o);
-                (user.access_mode, user_relations(subject, Some(&caller.user), &user, &approved))
+                (user.access_mode, user_relations(subject, Some(caller.user), &user, &approved))
             }
             Target::Identity(name) => {
                 ws.get_user(name).await?;
@@ -145,13 +187,32 @@ impl Gate {
                 let org = self.organization_of(&project).await?;
                 (*mode, project_relations(subject, &project, org.as_ref()))
             }
+            Target::Xdc { project, name } => {
+                let creator = trellis_xdc::creator_of(ws.store().as_ref(), project, name)
+                    .await?
+                    .ok_or_else(|| Error::not_found("xdc", format!("{name}.{project}")))?;
+                let project = ws.get_project(project).await?;
+                Self::usable(caller, &project)?;
+                let org = self.organization_of(&project).await?;
+                let mut relations = project_relations(subject, &project, org.as_ref());
+                if creator == subject.username {
+                    relations = relations.with(Scope::User, Role::Self_);
+                }
+                (project.access_mode, relations)
+            }
+            Target::NewXdc { project } => {
+                let project = ws.get_project(project).await?;
+                Self::usable(caller, &project)?;
+                let org = self.organization_of(&project).await?;
+                (project.access_mode, project_relations(subject, &project, org.as_ref()))
+            }
             Target::Portal => (AccessMode::Public, Relations::new()),
         };
         self.decide(caller, entity, access_mode, operation, &relations)
     }
 
     /// Frozen projects are closed to everyone but administrators, whatever the policy says.
-    fn usable(caller: &Caller, project: &Project) -> Result<(), Error> {
+    fn usable(caller: &impl Admin, project: &Project) -> Result<(), Error> {
         if project.state == UserState::Frozen && !caller.is_admin() {
             return Err(Error::PermissionDenied(format!(
                 "project {} is frozen; contact a portal administrator",

@@ -558,6 +558,51 @@ pub fn rules() -> HashMap<&'static str, Rule> {
         ("/portal.v1.Alloc/Fetch", active(open!(Admin, pb::FetchAllocationTableRequest))),
         ("/portal.v1.Alloc/Free", active(open!(Admin, pb::FreeRequest))),
         ("/portal.v1.Alloc/Alloc", active(open!(Admin, pb::AllocationRequest))),
+        // === XDC: an XDC has its project's mode and relations (User.Self = its creator) ===
+        (
+            "/portal.v1.XDC/CreateXDC",
+            active(policy!(Xdc, Create, pb::CreateXdcRequest, |r| Target::NewXdc { project: r.project })),
+        ),
+        (
+            "/portal.v1.XDC/GetXDC",
+            active(policy!(Xdc, Read, pb::GetXdcRequest, |r| Target::Xdc {
+                project: r.project,
+                name: r.xdc
+            })),
+        ),
+        (
+            "/portal.v1.XDC/DeleteXDC",
+            active(policy!(Xdc, Delete, pb::DeleteXdcRequest, |r| Target::Xdc {
+                project: r.project,
+                name: r.xdc
+            })),
+        ),
+        (
+            "/portal.v1.XDC/UpdateXDC",
+            active(policy!(Xdc, Update, pb::UpdateXdcRequest, |r| Target::Xdc {
+                project: r.project,
+                name: r.xdc
+            })),
+        ),
+        // The handler also checks that the caller may use the materialization (a second object).
+        (
+            "/portal.v1.XDC/AttachXDC",
+            active(policy!(Xdc, Update, pb::AttachXdcRequest, |r| Target::Xdc {
+                project: r.project,
+                name: r.xdc
+            })),
+        ),
+        (
+            "/portal.v1.XDC/DetachXDC",
+            active(policy!(Xdc, Update, pb::DetachXdcRequest, |r| Target::Xdc {
+                project: r.project,
+                name: r.xdc
+            })),
+        ),
+        // Filtered by the same policy in the handler.
+        ("/portal.v1.XDC/ListXDCs", active(open!(SignedIn, pb::ListXdCsRequest))),
+        ("/portal.v1.XDC/ListXDCImages", active(open!(SignedIn, pb::ListXdcImagesRequest))),
+        ("/portal.v1.XDC/GetXDCJumpHosts", active(open!(SignedIn, pb::GetXdcJumpHostsRequest))),
         ("/portal.v1.Workspace/CreateImage", not_built(IMAGES)),
         ("/portal.v1.Workspace/DeleteImage", not_built(IMAGES)),
         ("/portal.v1.Workspace/GetImage", not_built(IMAGES)),
@@ -588,6 +633,7 @@ mod tests {
                     "portal.v1.Alloc",
                     "portal.v1.Cred",
                     "portal.v1.Materialize",
+                    "portal.v1.XDC",
                 ]
                 .contains(&m.service)
             })

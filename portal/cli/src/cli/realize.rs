@@ -113,6 +113,14 @@ pub enum UpdateCommand {
     /// Change a resource pool (administrators).
     #[command(subcommand)]
     Pool(UpdatePool),
+    /// Change when an XDC expires.
+    Xdc {
+        /// `<xdc>.<project>`.
+        name: super::XdcRef,
+        /// A duration from now (`7d`, `12h`, ...) or `never`.
+        #[arg(long)]
+        expires: Lifetime,
+    },
 }
 
 /// `trellis update realization ...`.

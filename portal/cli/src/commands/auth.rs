@@ -6,8 +6,9 @@ use serde_json::json;
 use tonic::Code;
 use trellis_api::portal::v1 as pb;
 
-use super::{Ctx, whoami as ask_whoami};
+use super::{Ctx, whoami as ask_whoami, xdc_ssh};
 use crate::cli::{LoginArgs, RegisterArgs};
+use crate::client;
 use crate::config::ENV_PASSWORD;
 use crate::error::CliError;
 
@@ -59,7 +60,12 @@ pub async fn register(ctx: &Ctx, args: RegisterArgs) -> Result<(), CliError> {
     ctx.done(format!("registered {}", args.username))
 }
 
-/// `trellis login`: stores the server, token and username in the configuration file.
+/// `trellis login`: stores the server, token and username in the configuration file, then
+/// (unless `--no-ssh`) installs the user's SSH key and certificate as `mrg login` does.
+///
+/// The login stands even when installing the SSH files fails: the command then fails with
+/// the reason, and the token stays stored. A portal that issues no SSH credentials at all
+/// (`Unimplemented`) is not an error.
 pub async fn login(ctx: Ctx, args: LoginArgs) -> Result<(), CliError> {
     let password = read_password(args.password_stdin, false)?;
     let mut clients = ctx.connect_anonymous().await?;
@@ -77,8 +83,33 @@ pub async fn login(ctx: Ctx, args: LoginArgs) -> Result<(), CliError> {
         None => None,
     };
     config.save(&ctx.config_path)?;
-    ctx.emit(json!({ "username": args.username, "server": ctx.server }), || {
-        format!("logged in to {} as {}\n", ctx.server, args.username)
+    let mut ssh = None;
+    if !args.no_ssh {
+        let installed = async {
+            let mut clients =
+                client::connect(&ctx.server, ctx.ca_cert.as_deref(), config.token.as_deref()).await?;
+            xdc_ssh::install_for_login(&mut clients, &args.username, args.ssh.ssh_dir.as_deref()).await
+        }
+        .await;
+        match installed {
+            Ok(done) => ssh = Some(done),
+            Err(CliError::Rpc(status)) if status.code() == Code::Unimplemented => {
+                eprintln!("note: {} issues no SSH certificates; none installed", ctx.server);
+            }
+            Err(e) => return Err(CliError::SshInstall(Box::new(e))),
+        }
+    }
+    let value = json!({
+        "username": args.username,
+        "server": ctx.server,
+        "ssh": ssh.as_ref().map(|(value, _)| value.clone()),
+    });
+    ctx.emit(value, || {
+        let mut out = format!("logged in to {} as {}\n", ctx.server, args.username);
+        if let Some((_, text)) = &ssh {
+            out.push_str(text);
+        }
+        out
     })
 }
 

@@ -11,12 +11,14 @@ mod pools;
 mod projects;
 mod realizations;
 mod users;
+mod xdc;
+mod xdc_ssh;
 
 use std::path::PathBuf;
 
 use crate::cli::{
     ActivateTarget, Cli, Command, DeactivateTarget, DeleteCommand, DeleteMember, ListKind, NewCommand,
-    NewMember, ShowCommand, UpdateCommand, UpdateRealization, UserTarget,
+    NewMember, ShowCommand, UpdateCommand, UpdateRealization, UserTarget, XdcCommand,
 };
 use crate::client::{self, Clients};
 use crate::config::{self, Config};
@@ -51,6 +53,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             NewCommand::Facility(args) => facilities::create(&ctx, args).await,
             NewCommand::Pool(args) => pools::create(&ctx, args).await,
             NewCommand::Ingress(args) => materializations::new_ingress(&ctx, args).await,
+            NewCommand::Xdc(args) => xdc::create(&ctx, args).await,
         },
         Command::List(args) => match args.kind {
             ListKind::Projects => projects::list(&ctx, args.all).await,
@@ -64,6 +67,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             ListKind::Allocations => facilities::allocations(&ctx).await,
             ListKind::Materializations => materializations::list(&ctx, args.all).await,
             ListKind::Ingresses { name } => materializations::list_ingresses(&ctx, name).await,
+            ListKind::Xdcs { project } => xdc::list(&ctx, args.all, project).await,
         },
         Command::Show(show) => match show {
             ShowCommand::Project { name } => projects::show(&ctx, name).await,
@@ -74,12 +78,14 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             ShowCommand::Facility { name, model } => facilities::show(&ctx, name, model).await,
             ShowCommand::Pool { name } => pools::show(&ctx, name).await,
             ShowCommand::Materialization { name, status } => materializations::show(&ctx, name, status).await,
+            ShowCommand::Xdc { name, status } => xdc::show(&ctx, name, status).await,
         },
         Command::Update(update) => match update {
             UpdateCommand::Realization(UpdateRealization::Expiration { name, duration }) => {
                 realizations::update_expiration(&ctx, name, duration).await
             }
             UpdateCommand::Pool(command) => pools::update(&ctx, command).await,
+            UpdateCommand::Xdc { name, expires } => xdc::update_expiry(&ctx, name, expires).await,
         },
         Command::Delete(delete) => match delete {
             DeleteCommand::Project { name } => projects::delete(&ctx, name).await,
@@ -91,6 +97,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             DeleteCommand::Facility { name } => facilities::delete(&ctx, name).await,
             DeleteCommand::Pool { name } => pools::delete(&ctx, name).await,
             DeleteCommand::Ingress(args) => materializations::delete_ingress(&ctx, args).await,
+            DeleteCommand::Xdc { name } => xdc::delete(&ctx, name).await,
         },
         Command::Keys(keys) => keys::run(&ctx, keys).await,
         Command::Activate(ActivateTarget::User { name }) => users::activate(&ctx, name).await,
@@ -107,6 +114,16 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Materialize(args) => materializations::materialize(&ctx, args).await,
         Command::Dematerialize(args) => materializations::dematerialize(&ctx, args).await,
         Command::Nodes(command) => materializations::nodes(&ctx, command).await,
+        Command::Xdc(command) => match command {
+            XdcCommand::Attach { name, materialization, force } => {
+                xdc::attach(&ctx, name, materialization, force).await
+            }
+            XdcCommand::Detach { name } => xdc::detach(&ctx, name).await,
+            XdcCommand::Ssh(args) => xdc_ssh::ssh(&ctx, args).await,
+            XdcCommand::Scp(args) => xdc_ssh::scp(&ctx, args).await,
+            XdcCommand::Jumphosts => xdc::list_jump_hosts(&ctx).await,
+            XdcCommand::Images => xdc::list_images(&ctx).await,
+        },
     }
 }
 

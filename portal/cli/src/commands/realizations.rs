@@ -14,7 +14,7 @@ use crate::output::{
 };
 
 /// Merge's `Duration` for a lifetime.
-fn duration(lifetime: &Lifetime) -> pb::Duration {
+pub(super) fn duration(lifetime: &Lifetime) -> pb::Duration {
     match lifetime {
         Lifetime::Never => pb::Duration { when: pb::DurationCode::Never as i32, duration: String::new() },
         Lifetime::For(d) => pb::Duration { when: pb::DurationCode::Given as i32, duration: d.clone() },

@@ -12,6 +12,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -44,6 +45,19 @@ pub struct Portal {
     pub server: String,
     /// The temporary directory holding the portal's data, logs and the sessions' homes.
     pub dir: tempfile::TempDir,
+    /// The data directory trellisd was started with.
+    pub data_dir: PathBuf,
+    /// The host bridge this portal's XDCs join (created only once an XDC starts).
+    pub xdc_bridge: String,
+}
+
+/// A bridge name and subnet no other portal of this or a concurrent test run uses, so
+/// XDCs of portals running side by side never share addresses or a bridge.
+fn xdc_network() -> (String, String) {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let pid = std::process::id();
+    (format!("trc{}n{}", pid % 100_000, n % 100), format!("10.251.{}.0/24", (pid % 32) * 8 + n % 8))
 }
 
 impl Portal {
@@ -54,15 +68,15 @@ impl Portal {
     /// Starts trellisd in `dir`, serving TLS with `tls` = (certificate chain, key) if given.
     pub fn start_with(dir: tempfile::TempDir, tls: Option<(PathBuf, PathBuf)>) -> Portal {
         let binary = trellisd_binary();
+        let (bridge, subnet) = xdc_network();
         // A port picked by the kernel can be taken again before trellisd binds it: retry.
         for attempt in 0..3 {
             let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
             let addr = format!("127.0.0.1:{port}");
             let log = std::fs::File::create(dir.path().join(format!("trellisd-{attempt}.log"))).unwrap();
+            let data_dir = dir.path().join(format!("data-{attempt}"));
             let mut command = Command::new(&binary);
-            command
-                .args(["up", "--listen", &addr, "--data-dir"])
-                .arg(dir.path().join(format!("data-{attempt}")));
+            command.args(["up", "--listen", &addr, "--data-dir"]).arg(&data_dir);
             if let Some((cert, key)) = &tls {
                 command.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
             }
@@ -72,6 +86,13 @@ impl Portal {
                 .env("HOME", dir.path())
                 .env("TRELLIS_ADMIN_PASSWORD", ADMIN_PASSWORD)
                 .env("TRELLIS_LOG", "warn")
+                // Portals run side by side: the jump host and web proxy take free ports, and
+                // each portal's XDCs get their own bridge and subnet.
+                .env("TRELLIS_JUMP_LISTEN", "127.0.0.1:0")
+                .env("TRELLIS_XDC_WEB_LISTEN", "127.0.0.1:0")
+                .env("TRELLIS_INGRESS_HTTPS", "127.0.0.1:0")
+                .env("TRELLIS_XDC_BRIDGE", &bridge)
+                .env("TRELLIS_XDC_SUBNET", &subnet)
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().unwrap())
                 .stderr(log)
@@ -79,7 +100,7 @@ impl Portal {
                 .unwrap();
             if wait_healthy(&mut child, &addr, tls.is_some()) {
                 let server = if tls.is_some() { format!("https://{addr}") } else { addr.clone() };
-                return Portal { child, addr, server, dir };
+                return Portal { child, addr, server, dir, data_dir, xdc_bridge: bridge };
             }
             let _ = child.kill();
             let _ = child.wait();
@@ -128,10 +149,74 @@ pub fn wait_healthy(child: &mut Child, addr: &str, tls: bool) -> bool {
     false
 }
 
+impl Portal {
+    /// The XDCs the local runtime holds (its state directory, less its own record).
+    pub fn xdcs_on_runtime(&self) -> Vec<String> {
+        match std::fs::read_dir(self.data_dir.join("xdc")) {
+            Ok(entries) => entries
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n != "runtime.json")
+                .collect(),
+            Err(_) => vec![],
+        }
+    }
+
+    /// Deletes every XDC through the portal and waits (up to a minute) for the runtime to
+    /// remove them, so a test that failed half-way leaves no container behind. Runs in `drop`,
+    /// possibly while a panic unwinds, so it must not panic itself.
+    fn remove_xdcs(&self) {
+        if self.xdcs_on_runtime().is_empty() {
+            return;
+        }
+        let home = self.dir.path().join("home-xdc-cleanup");
+        let _ = std::fs::create_dir_all(&home);
+        let run = |args: &[&str], input: Option<&str>| -> Option<Output> {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_trellis"));
+            command
+                .arg("--server")
+                .arg(&self.server)
+                .arg("--config")
+                .arg(home.join("config.yml"))
+                .args(args)
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .env("HOME", &home)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null());
+            let mut child = command.spawn().ok()?;
+            let mut stdin = child.stdin.take()?;
+            let _ = stdin.write_all(input.unwrap_or_default().as_bytes());
+            drop(stdin);
+            child.wait_with_output().ok()
+        };
+        run(&["login", "admin", "--password-stdin", "--no-ssh"], Some(&format!("{ADMIN_PASSWORD}\n")));
+        let listed = run(&["--json", "list", "xdcs", "--all"], None)
+            .and_then(|out| serde_json::from_slice::<Value>(&out.stdout).ok())
+            .and_then(|v| v["xdcs"].as_array().cloned())
+            .unwrap_or_default();
+        for x in listed {
+            if let Some(name) = x["name"].as_str() {
+                run(&["delete", "xdc", name], None);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.xdcs_on_runtime().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
 impl Drop for Portal {
     fn drop(&mut self) {
+        self.remove_xdcs();
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // The bridge outlives trellisd; it is this portal's alone (see `xdc_network`).
+        if Path::new("/sys/class/net").join(&self.xdc_bridge).exists() {
+            let _ = Command::new("ip").args(["link", "del", &self.xdc_bridge]).status();
+        }
     }
 }
 

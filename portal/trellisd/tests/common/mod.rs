@@ -34,6 +34,10 @@ impl Daemon {
             .arg("--data-dir")
             .arg(data_dir)
             .env("TRELLIS_ADMIN_PASSWORD", admin_password)
+            // Daemons run side by side: no fixed ports for the other ways in.
+            .env("TRELLIS_JUMP_LISTEN", "127.0.0.1:0")
+            .env("TRELLIS_XDC_WEB_LISTEN", "127.0.0.1:0")
+            .env("TRELLIS_INGRESS_HTTPS", "127.0.0.1:0")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

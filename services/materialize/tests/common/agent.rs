@@ -39,6 +39,8 @@ struct Books {
     running: BTreeMap<String, Running>,
     calls: Vec<Call>,
     reboots: Vec<(String, Vec<String>)>,
+    /// (mzid, xdc) → (netns, address) of attached XDCs.
+    xdcs: BTreeMap<(String, String), (String, String)>,
 }
 
 /// Shared so the test keeps a handle while the server owns a clone.
@@ -82,6 +84,12 @@ impl RecordingAgent {
 
     pub fn reboots(&self) -> Vec<(String, Vec<String>)> {
         self.state.lock().unwrap().reboots.clone()
+    }
+
+    /// Attached XDCs: (mzid, xdc, netns, address).
+    pub fn xdcs(&self) -> Vec<(String, String, String, String)> {
+        let state = self.state.lock().unwrap();
+        state.xdcs.iter().map(|((m, x), (n, a))| (m.clone(), x.clone(), n.clone(), a.clone())).collect()
     }
 
     /// Loses everything it ran, as a restarted agent without persistent state would.
@@ -149,6 +157,7 @@ impl Facility for RecordingAgent {
         if running.tearing_down {
             if running.polls > self.teardown_polls {
                 state.running.remove(&mzid);
+                state.xdcs.retain(|(m, _), _| *m != mzid);
                 return Ok(Response::new(StatusResponse { mzid, ..Default::default() }));
             }
             return Ok(Response::new(StatusResponse {
@@ -206,6 +215,61 @@ impl Facility for RecordingAgent {
         }
         state.reboots.push((mzid, nodes));
         Ok(Response::new(RebootResponse {}))
+    }
+
+    /// Answers as the real agent does, without a network: addresses from .254 down, the
+    /// same one again for the same XDC; a namespace named `missing*` does not exist.
+    async fn attach_xdc(
+        &self,
+        request: Request<AttachXdcRequest>,
+    ) -> Result<Response<AttachXdcResponse>, Status> {
+        let AttachXdcRequest { mzid, xdc, netns } = request.get_ref().clone();
+        self.record("attach_xdc", &mzid, &request);
+        let mut state = self.state.lock().unwrap();
+        let Some(running) = state.running.get(&mzid).filter(|r| !r.tearing_down) else {
+            return Err(Status::not_found(format!("materialization {mzid} does not run here")));
+        };
+        if netns.starts_with("missing") {
+            return Err(Status::failed_precondition(format!("network namespace {netns} does not exist")));
+        }
+        let spec = running.spec.clone();
+        let prefix = spec.infranet_subnet.rsplit_once('/').map(|(net, len)| (net.to_owned(), len.to_owned()));
+        let Some((net, len)) = prefix else { return Err(Status::internal("no subnet")) };
+        let base: std::net::Ipv4Addr = net.parse().unwrap();
+        let taken = state.xdcs.iter().filter(|((m, x), _)| *m == mzid && *x != xdc).count() as u32;
+        let address = state
+            .xdcs
+            .get(&(mzid.clone(), xdc.clone()))
+            .map(|(_, a)| a.clone())
+            .unwrap_or_else(|| std::net::Ipv4Addr::from(u32::from(base) + 254 - taken).to_string());
+        state.xdcs.insert((mzid.clone(), xdc), (netns, address.clone()));
+        let hosts = spec
+            .nodes
+            .iter()
+            .flat_map(|n| {
+                [
+                    HostEntry { name: n.name.clone(), address: n.infranet_addr.clone() },
+                    HostEntry { name: format!("{}.infra.{mzid}", n.name), address: n.infranet_addr.clone() },
+                ]
+            })
+            .collect();
+        Ok(Response::new(AttachXdcResponse {
+            address,
+            prefix_len: len.parse().unwrap(),
+            hosts,
+            search: vec![format!("infra.{mzid}")],
+            interface: "mzrecording".into(),
+        }))
+    }
+
+    async fn detach_xdc(
+        &self,
+        request: Request<DetachXdcRequest>,
+    ) -> Result<Response<DetachXdcResponse>, Status> {
+        let DetachXdcRequest { mzid, xdc, .. } = request.get_ref().clone();
+        self.record("detach_xdc", &mzid, &request);
+        self.state.lock().unwrap().xdcs.remove(&(mzid, xdc));
+        Ok(Response::new(DetachXdcResponse {}))
     }
 
     async fn list(&self, request: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
