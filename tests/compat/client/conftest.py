@@ -3,6 +3,7 @@
 The portal runs with a temporary data directory and a known administrator password; it is
 stopped by PID, and its directory removed, when the session ends.
 """
+import json
 import os
 import pathlib
 import shutil
@@ -25,6 +26,25 @@ def free_port():
         return s.getsockname()[1]
 
 
+XDC_BRIDGE = "trxcompat0"
+
+
+def remove_xdcs(data):
+    """XDC containers outlive `trellisd` by design (a restart adopts them), so the session
+    removes the ones its portal started: crun containers whose bundle is under its data
+    directory, their network namespaces (which takes their veths), and its bridge."""
+    listed = subprocess.run(["crun", "list", "--format", "json"], capture_output=True, text=True)
+    try:
+        containers = json.loads(listed.stdout or "[]")
+    except ValueError:
+        containers = []
+    for c in containers:
+        if str(c.get("bundle", "")).startswith(data) and c.get("id", "").startswith("trx-"):
+            subprocess.run(["crun", "delete", "--force", c["id"]], capture_output=True)
+            subprocess.run(["ip", "netns", "delete", c["id"]], capture_output=True)
+    subprocess.run(["ip", "link", "delete", XDC_BRIDGE], capture_output=True)
+
+
 @pytest.fixture(scope="session")
 def portal():
     binary = pathlib.Path(os.environ.get("TRELLISD", ROOT / "target" / "debug" / "trellisd"))
@@ -41,7 +61,7 @@ def portal():
         [str(binary), "up", "--data-dir", os.path.join(data, "state"), "--listen", f"127.0.0.1:{port}",
          "--jump-listen", f"127.0.0.1:{jump_port}", "--xdc-web-listen", f"127.0.0.1:{web_port}",
          # Its own XDC bridge and subnet, so a portal already running here is not disturbed.
-         "--xdc-bridge", "trxcompat0", "--xdc-subnet", "10.252.0.0/24",
+         "--xdc-bridge", XDC_BRIDGE, "--xdc-subnet", "10.252.0.0/24",
          "--ingress-https", f"127.0.0.1:{ingress_port}"],
         stdout=log, stderr=subprocess.STDOUT, env=env,
     )
@@ -68,4 +88,5 @@ def portal():
             proc.kill()
             proc.wait()
         log.close()
+        remove_xdcs(data)
         shutil.rmtree(data, ignore_errors=True)

@@ -132,7 +132,10 @@ def people(portal, tmp_path_factory):
     key = ssh_files(home, MEMBER, tokens[MEMBER])
     config = ssh_config(home, portal, MEMBER, key)
     wait_ssh(config, f"x0-{MEMBER}")
-    return {"tokens": tokens, "home": home, "config": config, "xdc": xdc}
+    people = {"tokens": tokens, "home": home, "config": config, "xdc": xdc}
+    yield people
+    # The portal's controller stops it; conftest removes anything still left when the portal exits.
+    people["xdc"].delete()
 
 
 def test_xdc_info_list_and_jump_hosts(portal, people):
