@@ -2,7 +2,8 @@
 //! backend for each request or connection.
 //!
 //! Backend state lives in atomics because every request reads it on the hot path and health
-//! checks and failures write it from other tasks; nothing here takes a lock.
+//! checks and failures write it from other tasks; nothing here takes a lock (a backend's idle
+//! HTTP/1.1 connections, `http/backend.rs`, sit behind a short-held mutex of their own).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,6 +30,8 @@ pub(crate) struct Backend {
     pub(crate) requests: AtomicU64,
     pub(crate) failures: AtomicU64,
     pub(crate) ejections: AtomicU64,
+    /// HTTP/1.1 connections to this backend waiting for their next request.
+    pub(crate) idle: crate::http::IdleConns,
 }
 
 impl Backend {
@@ -46,6 +49,7 @@ impl Backend {
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             ejections: AtomicU64::new(0),
+            idle: crate::http::IdleConns::default(),
         }
     }
 

@@ -50,9 +50,9 @@ impl Shared {
     }
 }
 
-/// Backend HTTP clients; each keeps idle connections per backend address for reuse.
+/// The backend HTTP/2 client (gRPC, `http2` pools), which keeps connections per backend
+/// address. HTTP/1.1 backend connections live on their backends (`http/backend.rs`).
 pub(crate) struct Clients {
-    pub(crate) h1: Client<HttpConnector, RequestBody>,
     pub(crate) h2: Client<HttpConnector, RequestBody>,
 }
 
@@ -69,14 +69,13 @@ impl Clients {
             .pool_idle_timeout(Duration::from_secs(90))
             // The request keeps the client's Host header; the URI names the backend.
             .set_host(false);
-        let h1 = builder.build(connector.clone());
         builder
             .http2_only(true)
             .http2_adaptive_window(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .http2_keep_alive_timeout(Duration::from_secs(20));
         let h2 = builder.build(connector);
-        Clients { h1, h2 }
+        Clients { h2 }
     }
 }
 

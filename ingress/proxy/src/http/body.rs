@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use super::backend::Reuse;
 use crate::pool::InFlight;
 
 /// The body sent to a backend: the client's stream, or nothing (which lets a bodiless request
@@ -52,11 +53,24 @@ impl Body for RequestBody {
 /// proxy wrote itself.
 #[derive(Debug)]
 pub(crate) enum ResponseBody {
-    Backend { body: Incoming, _in_flight: InFlight },
+    /// `reuse` returns the backend connection to its idle list once the body has ended.
+    Backend {
+        body: Incoming,
+        _in_flight: InFlight,
+        reuse: Option<Reuse>,
+    },
     Local(Option<Bytes>),
 }
 
 impl ResponseBody {
+    pub(crate) fn backend(body: Incoming, in_flight: InFlight, mut reuse: Option<Reuse>) -> ResponseBody {
+        // A bodiless response (204, 304, HEAD) may never be polled; its connection is free now.
+        if let Some(reuse) = &mut reuse {
+            reuse.done = body.is_end_stream();
+        }
+        ResponseBody::Backend { body, _in_flight: in_flight, reuse }
+    }
+
     pub(crate) fn local(text: &'static str) -> ResponseBody {
         ResponseBody::Local((!text.is_empty()).then(|| Bytes::from_static(text.as_bytes())))
     }
@@ -71,7 +85,15 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
-            ResponseBody::Backend { body, .. } => Pin::new(body).poll_frame(cx),
+            ResponseBody::Backend { body, reuse, .. } => {
+                let frame = Pin::new(&mut *body).poll_frame(cx);
+                if let Some(reuse) = reuse
+                    && (matches!(frame, Poll::Ready(None)) || body.is_end_stream())
+                {
+                    reuse.done = true;
+                }
+                frame
+            }
             ResponseBody::Local(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         }
     }

@@ -10,6 +10,7 @@ use hyper_util::rt::TokioIo;
 use tokio_util::sync::CancellationToken;
 
 use super::HttpEndpoint;
+use super::backend::{self, BackendError};
 use super::body::{RequestBody, ResponseBody};
 use super::headers::{self, Client};
 use crate::io::Activity;
@@ -86,7 +87,9 @@ pub(crate) async fn handle(
         let Some((index, backend)) = pool.pick(tried) else { break };
         tried.add(index);
         let backend = backend.clone();
-        let uri = backend_uri(&backend.authority, path);
+        // HTTP/1.1 requests go out in origin form on our own connections; hyper-util's
+        // HTTP/2 client wants the absolute form to pick a connection.
+        let uri = if to_h2 { backend_uri(&backend.authority, path) } else { Uri::from(path.clone()) };
         let headers = match next_headers.take() {
             Some(headers) => headers,
             None => match &retry_headers {
@@ -102,11 +105,13 @@ pub(crate) async fn handle(
             body.take().unwrap_or(RequestBody::Empty),
         );
         let in_flight = backend.start();
-        let clients = &ep.shared.clients;
-        let sent =
-            if to_h2 { clients.h2.request(outgoing).await } else { clients.h1.request(outgoing).await };
+        let sent = if to_h2 {
+            ep.shared.clients.h2.request(outgoing).await.map(|r| (r, None)).map_err(SendError::H2)
+        } else {
+            backend::send(&backend, outgoing, ep.shared.timeouts.connect).await.map_err(SendError::H1)
+        };
         match sent {
-            Ok(mut response) => {
+            Ok((mut response, reuse)) => {
                 backend.record_success();
                 let backend_upgrade = (upgrade && response.status() == StatusCode::SWITCHING_PROTOCOLS)
                     .then(|| hyper::upgrade::on(&mut response));
@@ -119,7 +124,7 @@ pub(crate) async fn handle(
                     }
                     _ => {
                         headers::strip_hop_by_hop(&mut parts.headers, false);
-                        ResponseBody::Backend { body: incoming, _in_flight: in_flight }
+                        ResponseBody::backend(incoming, in_flight, reuse)
                     }
                 };
                 let response = Response::from_parts(parts, body);
@@ -132,7 +137,7 @@ pub(crate) async fn handle(
                     let ejection = &pool.config.ejection;
                     backend.record_failure(ejection.consecutive_failures, ejection.cooldown);
                 }
-                tracing::debug!(endpoint = %ep.name, backend = %backend.addr, attempt, error = %crate::error::error_chain(&err), "backend request failed");
+                tracing::debug!(endpoint = %ep.name, backend = %backend.addr, attempt, error = %err.chain(), "backend request failed");
                 if retry_headers.is_none() {
                     let kind =
                         if err.is_connect() { ProxyError::ConnectFailed } else { ProxyError::BackendFailed };
@@ -175,14 +180,41 @@ fn is_idempotent(method: &Method) -> bool {
     )
 }
 
+/// A failed exchange with a backend, from either client.
+#[derive(Debug)]
+enum SendError {
+    H1(BackendError),
+    H2(hyper_util::client::legacy::Error),
+}
+
+impl SendError {
+    fn is_connect(&self) -> bool {
+        match self {
+            SendError::H1(err) => matches!(err, BackendError::Connect(_)),
+            SendError::H2(err) => err.is_connect(),
+        }
+    }
+
+    fn chain(&self) -> String {
+        match self {
+            SendError::H1(err) => crate::error::error_chain(err),
+            SendError::H2(err) => crate::error::error_chain(err),
+        }
+    }
+}
+
 /// Whether a failed exchange counts against the backend. A request body that failed because
 /// the *client* went away (hyper reports it as a user body error) says nothing about the
 /// backend.
-fn blames_backend(err: &hyper_util::client::legacy::Error) -> bool {
+fn blames_backend(err: &SendError) -> bool {
     if err.is_connect() {
         return true;
     }
-    let mut source = std::error::Error::source(err);
+    let mut source: Option<&(dyn std::error::Error + 'static)> = match err {
+        SendError::H1(BackendError::Http(err)) => Some(err),
+        SendError::H1(BackendError::Connect(_)) => None,
+        SendError::H2(err) => std::error::Error::source(err),
+    };
     while let Some(cause) = source {
         if let Some(hyper_err) = cause.downcast_ref::<hyper::Error>() {
             return !(hyper_err.is_user() || hyper_err.is_body_write_aborted() || hyper_err.is_canceled());
@@ -293,8 +325,20 @@ fn log(
             path = %info.path,
             route = info.route.as_deref().unwrap_or("-"),
             status,
-            backend = %backend.map_or_else(|| "-".to_owned(), |b| b.to_string()),
+            backend = %OrDash(backend),
             micros = elapsed.as_micros() as u64,
         );
+    }
+}
+
+/// An optional value in the access log, `-` when absent, formatted without an allocation.
+struct OrDash<T>(Option<T>);
+
+impl<T: std::fmt::Display> std::fmt::Display for OrDash<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(value) => value.fmt(f),
+            None => f.write_str("-"),
+        }
     }
 }

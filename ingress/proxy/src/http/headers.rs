@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Version};
@@ -24,6 +25,17 @@ pub(crate) struct Client {
     ip_value: HeaderValue,
     /// `for=<ip>` as RFC 7239 writes it (IPv6 quoted and bracketed).
     forwarded_for: String,
+    /// The forwarding headers of the last request: a connection's requests almost always
+    /// name the same host, and building them costs three allocations.
+    last: Mutex<Option<Forwarding>>,
+}
+
+#[derive(Debug, Clone)]
+struct Forwarding {
+    host: Option<Box<str>>,
+    https: bool,
+    forwarded: Option<HeaderValue>,
+    x_forwarded_host: Option<HeaderValue>,
 }
 
 impl Client {
@@ -34,7 +46,7 @@ impl Client {
             IpAddr::V6(v6) => format!("for=\"[{v6}]\""),
         };
         let ip_value = HeaderValue::from_str(&ip.to_string()).expect("an IP address is a valid header value");
-        Client { addr, ip_value, forwarded_for }
+        Client { addr, ip_value, forwarded_for, last: Mutex::new(None) }
     }
 }
 
@@ -120,28 +132,53 @@ pub(crate) fn set_forwarded(headers: &mut HeaderMap, client: &Client, https: boo
     let proto = if https { "https" } else { "http" };
     headers.insert(&X_FORWARDED_FOR, client.ip_value.clone());
     headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    // `try_lock`: concurrent HTTP/2 streams build their own rather than wait.
+    let mut last = client.last.try_lock().ok();
+    let cached = last
+        .as_deref()
+        .and_then(Option::as_ref)
+        .filter(|f| f.https == https && f.host.as_deref() == host)
+        .cloned();
+    let forwarding = match cached {
+        Some(forwarding) => forwarding,
+        None => {
+            let forwarding = forwarding(client, proto, https, host);
+            if let Some(last) = &mut last {
+                **last = Some(forwarding.clone());
+            }
+            forwarding
+        }
+    };
+    match forwarding.x_forwarded_host {
+        Some(value) => headers.insert(&X_FORWARDED_HOST, value),
+        None => headers.remove(&X_FORWARDED_HOST),
+    };
+    match forwarding.forwarded {
+        Some(value) => headers.insert(header::FORWARDED, value),
+        None => headers.remove(header::FORWARDED),
+    };
+}
+
+fn forwarding(client: &Client, proto: &str, https: bool, host: Option<&str>) -> Forwarding {
     let mut forwarded = String::with_capacity(client.forwarded_for.len() + 48);
     forwarded.push_str(&client.forwarded_for);
     forwarded.push_str(";proto=");
     forwarded.push_str(proto);
+    let mut x_forwarded_host = None;
     match host.and_then(|h| HeaderValue::from_str(h).ok().map(|v| (h, v))) {
         Some((host, value)) if !host.contains(['"', '\\']) => {
-            headers.insert(&X_FORWARDED_HOST, value);
+            x_forwarded_host = Some(value);
             forwarded.push_str(";host=\"");
             forwarded.push_str(host);
             forwarded.push('"');
         }
-        _ => {
-            headers.remove(&X_FORWARDED_HOST);
-        }
+        _ => {}
     }
-    match HeaderValue::from_str(&forwarded) {
-        Ok(value) => {
-            headers.insert(header::FORWARDED, value);
-        }
-        Err(_) => {
-            headers.remove(header::FORWARDED);
-        }
+    Forwarding {
+        host: host.map(Box::from),
+        https,
+        forwarded: HeaderValue::from_str(&forwarded).ok(),
+        x_forwarded_host,
     }
 }
 
@@ -182,6 +219,15 @@ mod tests {
         assert_eq!(headers["x-forwarded-proto"], "https");
         assert_eq!(headers["x-forwarded-host"], "api.example.org");
         assert_eq!(headers["forwarded"], "for=10.0.0.7;proto=https;host=\"api.example.org\"");
+        // The same connection asking for another host (or none) must not get the cached one.
+        set_forwarded(&mut headers, &v4, true, Some("web.example.org"));
+        assert_eq!(headers["x-forwarded-host"], "web.example.org");
+        assert_eq!(headers["forwarded"], "for=10.0.0.7;proto=https;host=\"web.example.org\"");
+        set_forwarded(&mut headers, &v4, true, None);
+        assert!(!headers.contains_key("x-forwarded-host"));
+        assert_eq!(headers["forwarded"], "for=10.0.0.7;proto=https");
+        set_forwarded(&mut headers, &v4, true, Some("web.example.org"));
+        assert_eq!(headers["x-forwarded-host"], "web.example.org");
 
         let v6 = Client::new("[2001:db8::1]:5555".parse().unwrap());
         set_forwarded(&mut headers, &v6, false, None);

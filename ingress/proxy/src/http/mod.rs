@@ -2,6 +2,7 @@
 //! request (`forward.rs`) with hop-by-hop and forwarding headers fixed (`headers.rs`) and
 //! bodies streamed (`body.rs`).
 
+mod backend;
 mod body;
 mod forward;
 pub(crate) mod headers;
@@ -23,6 +24,7 @@ use crate::io::{Activity, Tracked};
 use crate::metrics::{EndpointMetrics, ProxyError};
 use crate::runtime::Shared;
 
+pub(crate) use backend::IdleConns;
 pub(crate) use body::RequestBody;
 
 /// Request headers larger than this are refused (431 for HTTP/1.1, a stream error for
@@ -51,8 +53,9 @@ impl HttpEndpoint {
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(timeouts.header_read)
-            .max_buf_size(MAX_HEADER_BYTES.max(8192))
-            .max_headers(128);
+            // hyper's default header count limit (100) is kept: a larger `max_headers` makes
+            // it allocate and fill two header arrays on the heap for every request.
+            .max_buf_size(MAX_HEADER_BYTES.max(8192));
         server
             .http2()
             .timer(TokioTimer::new())
