@@ -110,7 +110,7 @@ pub struct Options {
     /// Domain of the XDC web proxy's host-form URLs (`<xdc>-<project>.<domain>`).
     #[arg(long, env = "TRELLIS_XDC_DOMAIN")]
     pub xdc_domain: Option<String>,
-    /// Subnet of the local XDC runtime's bridge (default 10.250.0.0/16).
+    /// Subnet of the local XDC runtime's bridge (default 172.29.0.0/16).
     #[arg(long, env = "TRELLIS_XDC_SUBNET")]
     pub xdc_subnet: Option<String>,
     /// Name of the local XDC runtime's bridge (default trxbr0).

@@ -57,11 +57,12 @@ pub struct LocalConfig {
 }
 
 impl LocalConfig {
-    /// The defaults: subnet 10.250.0.0/16 on bridge `trxbr0`.
+    /// The defaults: subnet 172.29.0.0/16 on bridge `trxbr0` (outside 10.0.0.0/8, where
+    /// realizations get their infranets: an attached XDC must not have both on one subnet).
     pub fn new(state_dir: impl Into<PathBuf>) -> LocalConfig {
         LocalConfig {
             state_dir: state_dir.into(),
-            subnet: Subnet { network: std::net::Ipv4Addr::new(10, 250, 0, 0), prefix: 16 },
+            subnet: Subnet { network: std::net::Ipv4Addr::new(172, 29, 0, 0), prefix: 16 },
             bridge: "trxbr0".into(),
         }
     }
