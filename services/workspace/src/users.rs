@@ -147,9 +147,21 @@ impl Workspace {
         };
         match self.register(input, true).await {
             Ok(_) => Ok(Some(password).filter(|_| generated)),
-            // Another replica bootstrapped at the same moment.
-            Err(Error::AlreadyExists { .. }) => Ok(None),
-            Err(e) => Err(e),
+            // Another replica bootstrapped at the same moment. Which check it loses depends on
+            // timing (the user, or its personal project "admin", taken first), so ask again.
+            Err(e) => {
+                if self
+                    .store
+                    .get(&keys::user(ADMIN_USERNAME))
+                    .await
+                    .map_err(crate::tx::store_error)?
+                    .is_some()
+                {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
         }
     }
 

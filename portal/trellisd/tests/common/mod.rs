@@ -28,6 +28,8 @@ impl Daemon {
     /// accepts connections.
     pub async fn start(args: &[&str], data_dir: &Path, admin_password: &str) -> Daemon {
         let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        // Its own output, shown if it exits before listening (the data directory is the test's).
+        let log = data_dir.with_extension("trellisd.log");
         let child = Command::new(env!("CARGO_BIN_EXE_trellisd"))
             .args(args)
             .args(["--listen", &addr.to_string()])
@@ -39,14 +41,15 @@ impl Daemon {
             .env("TRELLIS_XDC_WEB_LISTEN", "127.0.0.1:0")
             .env("TRELLIS_INGRESS_HTTPS", "127.0.0.1:0")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("trellisd log file"))
             .spawn()
             .expect("spawn trellisd");
         let mut daemon = Daemon { child, addr };
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(addr).is_err() {
             if let Ok(Some(status)) = daemon.child.try_wait() {
-                panic!("trellisd exited early: {status}");
+                let output = std::fs::read_to_string(&log).unwrap_or_default();
+                panic!("trellisd exited early: {status}\n{output}");
             }
             assert!(Instant::now() < deadline, "trellisd did not start listening");
             tokio::time::sleep(Duration::from_millis(50)).await;
