@@ -94,13 +94,18 @@ pub struct CephFsVolumes {
 enum CliError {
     /// ENOENT: the subvolume, group or filesystem does not exist.
     NotFound(String),
+    /// ETIMEDOUT: the mgr (or the monitors) did not get an answer in time; worth a retry.
+    TimedOut(String),
     Volume(VolumeError),
 }
+
+const ETIMEDOUT: i32 = 110;
 
 impl From<CliError> for VolumeError {
     fn from(e: CliError) -> Self {
         match e {
             CliError::NotFound(message) => VolumeError::Failed(message),
+            CliError::TimedOut(message) => VolumeError::Unavailable(message),
             CliError::Volume(e) => e,
         }
     }
@@ -132,7 +137,7 @@ impl CephFsVolumes {
                     self.config.fs_name
                 )));
             }
-            Err(CliError::Volume(e)) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
         let version =
             Command::new(&self.config.ceph_fuse_bin).arg("--version").stdin(Stdio::null()).output().await;
@@ -198,7 +203,7 @@ impl CephFsVolumes {
         match self.ceph(&["fs", "subvolume", "info", fs, name, "--group_name", group]).await {
             Ok(out) => parse_info(&out).map(Some),
             Err(CliError::NotFound(_)) => Ok(None),
-            Err(CliError::Volume(e)) => Err(e),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -224,7 +229,7 @@ impl CephFsVolumes {
                 self.ensure_group(group).await?;
                 self.ceph(&args).await.map(|_| ()).map_err(VolumeError::from)
             }
-            Err(CliError::Volume(e)) => Err(e),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -276,7 +281,27 @@ impl CephFsVolumes {
     }
 
     /// Runs `ceph -c <conf> --id <id> --format json <args>`; returns its stdout.
+    ///
+    /// The mgr answers ETIMEDOUT when its own libcephfs client could not reach the MDS in
+    /// time, which a loaded host (or an MDS still recalling caps from a client that just
+    /// unmounted) causes now and then. Every command this backend sends is idempotent, so
+    /// such an answer is retried a few times before it becomes an error.
     async fn ceph(&self, args: &[&str]) -> Result<String, CliError> {
+        const ATTEMPTS: u32 = 4;
+        let mut attempt = 1;
+        loop {
+            match self.ceph_once(args).await {
+                Err(CliError::TimedOut(message)) if attempt < ATTEMPTS => {
+                    tracing::warn!(attempt, %message, "the ceph mgr timed out; retrying");
+                    tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn ceph_once(&self, args: &[&str]) -> Result<String, CliError> {
         let timeout = self.config.command_timeout.as_secs().max(1).to_string();
         let mut command = Command::new(&self.config.ceph_bin);
         command
@@ -298,6 +323,7 @@ impl CephFsVolumes {
         // The CLI exits with the errno of the failed command.
         Err(match out.status.code() {
             Some(2) => CliError::NotFound(message),
+            Some(ETIMEDOUT) => CliError::TimedOut(message),
             _ if stderr.contains("error connecting to the cluster") || stderr.contains("timed out") => {
                 CliError::Volume(VolumeError::Unavailable(message))
             }

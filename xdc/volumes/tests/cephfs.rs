@@ -396,3 +396,41 @@ async fn a_missing_ceph_cli_makes_the_backend_unavailable() {
     assert!(err.to_string().contains("/nonexistent/bin/ceph"), "{err}");
     assert!(matches!(volumes.check().await, Err(VolumeError::Unavailable(_))));
 }
+
+/// A `ceph` stand-in that exits with ETIMEDOUT (110) for its first `timeouts` calls, then
+/// answers `fs get` like a cluster with the filesystem. Each call is logged to `calls`.
+fn flaky_cli(dir: &Path, timeouts: u32) -> CephFsVolumes {
+    use std::os::unix::fs::PermissionsExt;
+    let script = dir.join("ceph");
+    let calls = dir.join("calls");
+    let body = format!(
+        "#!/bin/sh\necho \"$*\" >> {calls}\nn=$(wc -l < {calls})\nif [ \"$n\" -le {timeouts} ]; then\n  \
+         echo 'Error ETIMEDOUT: Connection timed out.' >&2; exit 110\nfi\necho '{{}}'\n",
+        calls = calls.display()
+    );
+    std::fs::write(&script, body).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut config = CephFsConfig::new(dir.join("ceph.conf"), dir.join("mnt"));
+    config.ceph_bin = script;
+    config.ceph_fuse_bin = PathBuf::from("/bin/true");
+    CephFsVolumes::new(config)
+}
+
+fn calls(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("calls")).map(|s| s.lines().count()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_mgr_timeout_is_retried_and_then_reported_as_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    let recovers = flaky_cli(dir.path(), 2);
+    recovers.check().await.unwrap();
+    assert_eq!(calls(dir.path()), 3, "two timeouts, then the answer");
+
+    let dir = tempfile::tempdir().unwrap();
+    let never = flaky_cli(dir.path(), u32::MAX);
+    let err = never.check().await.unwrap_err();
+    assert!(matches!(err, VolumeError::Unavailable(_)), "{err:?}");
+    assert!(err.to_string().contains("ETIMEDOUT"), "{err}");
+    assert_eq!(calls(dir.path()), 4, "a bounded number of attempts");
+}
