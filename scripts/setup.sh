@@ -23,6 +23,8 @@ APT_PACKAGES=(etcd-server etcd-client protobuf-compiler libprotobuf-dev openssh-
 # Jupyter (notebook 6.4): the real backend of the XDC web proxy's tests (xdc/webproxy).
 APT_PACKAGES+=(jupyter-notebook python3-notebook python3-ipykernel)
 # The same packages run Jupyter inside local XDCs (xdc/runtime), on the host's read-only /usr.
+# Headless Chromium driven over WebDriver: the web portal's browser tests (web/portal).
+APT_PACKAGES+=(chromium chromium-driver)
 # Pinned: the versions the compatibility tests are written against. protobuf 7 breaks
 # mergexp 0.3.0 (`metal==True` raises "Expected an int, got a boolean").
 PY_PACKAGES=(mergetbapi==1.6.0 mergetb==1.3.16 mergexp==0.3.0 "protobuf>=6,<7" pytest==8.3.4 websocket-client==1.8.0)

@@ -52,6 +52,8 @@ pub enum Component {
     Facility,
     /// The ingress (proxy, NAT, node ingress) alone, on the shared store; needs --ingress-config.
     Ingress,
+    /// The web portal ("launch") alone on --listen, calling the API at --api-url over gRPC.
+    Launch,
 }
 
 /// Settings shared by every command.
@@ -92,6 +94,9 @@ pub struct Options {
     /// SIGHUP. `up` serves a built-in one without it.
     #[arg(long, env = "TRELLIS_INGRESS_CONFIG")]
     pub ingress_config: Option<PathBuf>,
+    /// The API `serve launch` calls (for example http://127.0.0.1:8080).
+    #[arg(long, env = "TRELLIS_API_URL")]
+    pub api_url: Option<String>,
     /// Node-ingress HTTPS address of `up`'s built-in ingress configuration (default 127.0.0.1:7443).
     #[arg(long, env = "TRELLIS_INGRESS_HTTPS")]
     pub ingress_https: Option<SocketAddr>,
@@ -143,6 +148,7 @@ struct FileConfig {
     ingress_config: Option<PathBuf>,
     ingress_https: Option<SocketAddr>,
     ingress_gateway_ip: Option<IpAddr>,
+    api_url: Option<String>,
     #[serde(default)]
     jump_listen: Vec<SocketAddr>,
     xdc_web_listen: Option<SocketAddr>,
@@ -171,6 +177,7 @@ pub struct Settings {
     pub ingress_config: Option<PathBuf>,
     pub ingress_https: SocketAddr,
     pub ingress_gateway_ip: IpAddr,
+    pub api_url: Option<String>,
 }
 
 /// Where XDCs, the jump host and the XDC web proxy run.
@@ -243,6 +250,7 @@ impl Options {
             institutions: file.institutions,
             categories: file.categories,
             ingress_config: self.ingress_config.clone().or(file.ingress_config),
+            api_url: self.api_url.clone().or(file.api_url),
             ingress_https: self
                 .ingress_https
                 .or(file.ingress_https)

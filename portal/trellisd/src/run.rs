@@ -37,6 +37,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { component: Component::Ingress, options } => {
             crate::ingress::serve_ingress(options.settings()?, cancel).await
         }
+        Command::Serve { component: Component::Launch, options } => {
+            serve_launch(options.settings()?, cancel).await
+        }
     }
 }
 
@@ -252,7 +255,7 @@ async fn serve_api(settings: Settings, all_in_one: bool, cancel: CancellationTok
     }
     eprintln!();
     eprintln!("  Log in:  trellis --server {addr} login admin");
-    let router = portal.router();
+    let router = with_web_portal(portal.router(), &settings);
     let served = match &settings.tls {
         Some((cert, key)) => crate::tls::serve(listener, router, cert, key, cancel).await,
         None => trellis_api_server::serve(listener, router, cancel).await.context("serving the API"),
@@ -288,4 +291,44 @@ async fn serve_facility(settings: Settings, cancel: CancellationToken) -> anyhow
     eprintln!("Trellis facility agent at {addr} (mutual TLS with the portal CA)");
     cancel.cancelled().await;
     Ok(())
+}
+
+/// `trellisd serve launch`: the web portal alone, calling a remote API over gRPC (the same
+/// calls, the same policy gate, as in `up`).
+async fn serve_launch(settings: Settings, cancel: CancellationToken) -> anyhow::Result<()> {
+    let url = settings
+        .api_url
+        .clone()
+        .context("serve launch needs --api-url (the portal API, e.g. http://127.0.0.1:8080)")?;
+    let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
+        .with_context(|| format!("--api-url {url:?} is not a URL"))?;
+    // Connect lazily: the web portal starts (and says the API is unavailable) before the API.
+    let api = trellis_web::Api::remote(endpoint.connect_lazy());
+    let config = trellis_web::WebConfig {
+        secure_cookies: settings.tls.is_some() || settings.listen.ip().is_loopback(),
+        session_lifetime: settings.token_ttl,
+        ..Default::default()
+    };
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    eprintln!("trellisd: web portal on http://{}, calling the API at {url}", listener.local_addr()?);
+    let router = trellis_web::router(api, config);
+    match &settings.tls {
+        Some((cert, key)) => crate::tls::serve(listener, router, cert, key, cancel).await,
+        None => trellis_api_server::serve(listener, router, cancel).await.context("serving the web portal"),
+    }
+}
+
+/// The API plus the web portal at `/` of the same address. The portal's pages call the API
+/// router in process, through its authorization layer, as the signed-in user.
+fn with_web_portal(api: axum::Router, settings: &Settings) -> axum::Router {
+    let config = trellis_web::WebConfig {
+        // Browsers keep Secure cookies from loopback addresses over plain HTTP too.
+        secure_cookies: settings.tls.is_some() || settings.listen.ip().is_loopback(),
+        session_lifetime: settings.token_ttl,
+        ..Default::default()
+    };
+    let web = trellis_web::router(trellis_web::Api::in_process(api.clone()), config);
+    api.merge(web)
 }

@@ -283,6 +283,9 @@ pub async fn start(
     if let Some(listener) = endpoints.web_listener.take() {
         let mut config = trellis_xdc_proxy::XdcProxyConfig::new(settings.domain.clone());
         config.secure_cookie = false;
+        // One login for both: the web portal's session cookie opens Jupyter too (cookies are
+        // shared across ports of one host).
+        config.cookie_name = trellis_web::session::DEFAULT_SESSION_COOKIE.to_owned();
         let policy = Arc::new(WebPolicyAdapter {
             access,
             users: Mutex::new(HashMap::new()),

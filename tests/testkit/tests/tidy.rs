@@ -75,17 +75,28 @@ fn dependencies_point_inward() {
         | "trellis-nat"
         | "trellis-volumes"
         | "trellis-jump"
-        | "trellis-xdc-proxy" => 1,
+        | "trellis-xdc-proxy"
+        | "trellis-topology" => 1,
         "trellis-workspace" | "trellis-model" | "trellis-ingress" => 2,
         "trellis-realize" => 3,
         "trellis-materialize" => 4,
         "trellis-xdc" | "trellis-ingress-controller" => 5,
-        "trellis-api-server" => 6,
+        "trellis-api-server" | "trellis-web" => 6,
         _ => 7, // binaries and benches at the edge
     };
     for (name, _, deps) in crates() {
         for dep in deps {
             assert!(layer(&dep) < layer(&name), "{name} depends on {dep}, which is not further inside");
+        }
+    }
+    // The web portal reaches the portal only through the gRPC API (and so through its policy
+    // gate): no service, store or server crate. The pure policy crate is allowed for checking
+    // a pasted policy's syntax, which decides nothing.
+    for (name, _, deps) in crates() {
+        if name == "trellis-web" {
+            let allowed = ["trellis-api", "trellis-topology", "trellis-policy"];
+            let inner: Vec<_> = deps.iter().filter(|d| !allowed.contains(&d.as_str())).collect();
+            assert!(inner.is_empty(), "trellis-web must use only the API, not {inner:?}");
         }
     }
     // The policy stays pure: no wire, web or store crates.

@@ -222,17 +222,26 @@ impl WorkspaceApi {
         let r = request.get_ref();
         let experiment = self.0.workspace.get_experiment(&r.project, &r.experiment).await.map_err(status)?;
         let mut models = std::collections::HashMap::new();
+        let mut wire = experiment_to(&experiment);
         if r.with_models
             && let Some(service) = &self.0.models
         {
             let (revisions, _) = service.revisions(&r.project, &r.experiment).await.map_err(status)?;
             // Only revisions that compiled are ever stored; the networks themselves are fetched
-            // one at a time with GetRevision.
+            // one at a time with GetRevision. Merge lists each revision's push time in the
+            // experiment's own `models` map, which is what orders revisions for clients.
             for revision in revisions {
+                let pushed = pb::ExperimentModel {
+                    compiled: true,
+                    msg: format!("pushed by {}", revision.pushed_by),
+                    compile_time: Some(prost_types::Timestamp { seconds: revision.pushed_at, nanos: 0 }),
+                    ..Default::default()
+                };
+                wire.models.insert(revision.id.clone(), pushed);
                 models.insert(revision.id, pb::XpNetModel { compiled: true, model: None });
             }
         }
-        ok(pb::GetExperimentResponse { experiment: Some(experiment_to(&experiment)), models, status: None })
+        ok(pb::GetExperimentResponse { experiment: Some(wire), models, status: None })
     }
 
     pub(crate) async fn create_experiment(
