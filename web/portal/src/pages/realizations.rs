@@ -214,29 +214,14 @@ async fn render_revision(
     }))
 }
 
-/// The XIR in two tables: nodes with their constraints, links with their endpoints.
+/// The XIR in two tables: nodes with their constraints, links with their endpoints. The
+/// constraints read as in the topology's hover titles, in mergexp's units.
 fn xir_summary(net: &xir::Network) -> impl IntoView + use<> {
     let nodes = net
         .nodes
         .iter()
         .map(|n| {
-            let mut wants = Vec::new();
-            if let Some(c) = n.proc.as_ref().and_then(|p| p.cores.as_ref()) {
-                wants.push(constraint("cores", c.op, c.value));
-            }
-            if let Some(c) = n.memory.as_ref().and_then(|m| m.capacity.as_ref()) {
-                wants.push(constraint("memory", c.op, c.value));
-            }
-            if let Some(c) = &n.image {
-                wants.push(constraint("image", c.op, &c.value));
-            }
-            if let Some(c) = &n.metal {
-                wants.push(constraint("metal", c.op, c.value));
-            }
-            if let Some(c) = &n.virt {
-                wants.push(constraint("virtual", c.op, c.value));
-            }
-            let wants = wants.into_iter().filter(|w| !w.is_empty()).collect::<Vec<_>>().join(", ");
+            let wants = trellis_topology::node_constraints(n).join(", ");
             view! { <tr><td>{n.id.clone()}</td><td>{n.sockets.len()}</td><td>{wants}</td></tr> }
         })
         .collect_view();
@@ -246,17 +231,7 @@ fn xir_summary(net: &xir::Network) -> impl IntoView + use<> {
         .map(|l| {
             let ends: Vec<String> =
                 l.endpoints.iter().filter_map(|e| e.socket.as_ref()).map(|s| s.element.clone()).collect();
-            let mut wants = Vec::new();
-            if let Some(c) = &l.capacity {
-                wants.push(constraint("capacity", c.op, c.value));
-            }
-            if let Some(c) = &l.latency {
-                wants.push(constraint("latency", c.op, c.value));
-            }
-            if let Some(c) = &l.loss {
-                wants.push(constraint("loss", c.op, c.value));
-            }
-            let wants = wants.into_iter().filter(|w| !w.is_empty()).collect::<Vec<_>>().join(", ");
+            let wants = trellis_topology::link_constraints(l).join(", ");
             view! { <tr><td>{l.id.clone()}</td><td>{ends.join(" — ")}</td><td>{wants}</td></tr> }
         })
         .collect_view();
@@ -278,19 +253,6 @@ fn xir_summary(net: &xir::Network) -> impl IntoView + use<> {
 }
 
 /// `cores ≥ 4`; empty when the constraint has no operator.
-fn constraint(what: &str, op: i32, value: impl std::fmt::Display) -> String {
-    let op = match xir::Operator::try_from(op) {
-        Ok(xir::Operator::Lt) => "<",
-        Ok(xir::Operator::Le) => "≤",
-        Ok(xir::Operator::Gt) => ">",
-        Ok(xir::Operator::Ge) => "≥",
-        Ok(xir::Operator::Eq) => "=",
-        Ok(xir::Operator::Ne) => "≠",
-        _ => return String::new(),
-    };
-    format!("{what} {op} {value}")
-}
-
 async fn realize(
     State(state): State<AppState>,
     Path((project, experiment, rev)): Path<(String, String, String)>,
@@ -346,9 +308,7 @@ mod tests {
     }
 
     #[test]
-    fn constraints_read_like_math_and_statuses_say_when_to_reload() {
-        assert_eq!(constraint("cores", xir::Operator::Ge as i32, 4), "cores ≥ 4");
-        assert_eq!(constraint("cores", 0, 4), "");
+    fn statuses_say_when_to_reload() {
         assert!(still_changing(pb::task_status::StatusType::Pending as i32));
         assert!(!still_changing(pb::task_status::StatusType::Success as i32));
         assert!(!still_changing(pb::task_status::StatusType::Error as i32));
