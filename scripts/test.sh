@@ -8,7 +8,9 @@ export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 # A one-shot build gains nothing from incremental state, which would take gigabytes of disk.
 if [[ "${CI:-}" == "true" ]]; then export CARGO_INCREMENTAL=0; fi
 
-step() { printf '\n=== %s ===\n' "$*"; }
+# Each step header also says how long the suite has run, so slow steps show in CI logs.
+START=$SECONDS
+step() { printf '\n=== %s (at %ds) ===\n' "$*" "$((SECONDS - START))"; }
 
 step "set-up"
 ./scripts/setup.sh
@@ -39,4 +41,4 @@ step "mergetb Python client against trellisd"
 .venv/bin/python -m pytest -q tests/compat/client
 
 echo
-echo "all tests passed"
+echo "all tests passed in $((SECONDS - START))s"

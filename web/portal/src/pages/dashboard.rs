@@ -10,7 +10,8 @@ use trellis_api::portal::v1 as pb;
 use crate::AppState;
 use crate::api::authed;
 use crate::error::WebError;
-use crate::pages::util::{Flash, access_mode_name, page, seg, user_state_name, viewer};
+use crate::layout::Page;
+use crate::pages::util::{Flash, access_mode_name, seg, user_state_name, viewer};
 use crate::session::MaybeSignedIn;
 
 pub fn routes() -> Router<AppState> {
@@ -92,7 +93,7 @@ pub async fn render(
             }
         })
         .collect_view();
-    let page = page(state, session, "Dashboard").await?.notice(flash.notice);
+    let page = Page::new("Dashboard").session(session).admin(user.admin).notice(flash.notice);
     Ok(page.render(view! {
         {pending}
         <section id="projects">
