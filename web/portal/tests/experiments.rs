@@ -4,16 +4,10 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::*;
 use http::StatusCode;
 use trellis_api::portal::v1 as pb;
-use trellis_api_server::PortalConfig;
-use trellis_blobs::local::LocalBlobStore;
-use trellis_compiler::{Compiler, CompilerConfig};
 use trellis_embed::generate::{FacilitySpec, facility};
-use trellis_model::ModelService;
 use trellis_web::api::authed;
 
 const PAIR: &str = "from mergexp import *\nnet = Network('pair')\na, b = [net.node(n) for n in ['a', 'b']]\nnet.connect([a, b])\nexperiment(net)\n";
@@ -27,16 +21,7 @@ const SYNTAX: &str =
 /// A portal that compiles models and has a commissioned facility, with an active user `alice`
 /// owning the private project `ap`; returns alice's token.
 async fn portal() -> (TestWeb, String) {
-    let web = TestWeb::start_with(|store, dir| {
-        let blobs = LocalBlobStore::open(&dir.join("blobs")).expect("blob dir");
-        let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv");
-        let compiler = Compiler::new(CompilerConfig::new(venv)).map_err(|e| e.to_string());
-        PortalConfig {
-            models: Some(ModelService::new(store, Arc::new(blobs), compiler)),
-            ..Default::default()
-        }
-    })
-    .await;
+    let web = TestWeb::start_with_models().await;
     let admin = web.admin_token().await;
     let mut spec = FacilitySpec::new("lab", 1, 4);
     spec.virtualized = true;

@@ -4,18 +4,12 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use base64::Engine;
 use common::*;
 use http::StatusCode;
 use http::header::{CACHE_CONTROL, CONTENT_DISPOSITION};
 use trellis_api::portal::v1 as pb;
-use trellis_api_server::PortalConfig;
-use trellis_blobs::local::LocalBlobStore;
-use trellis_compiler::{Compiler, CompilerConfig};
 use trellis_embed::generate::{FacilitySpec, facility};
-use trellis_model::ModelService;
 use trellis_web::api::authed;
 
 async fn user_state(web: &TestWeb, admin: &str, username: &str) -> &'static str {
@@ -67,16 +61,7 @@ fn ssh_key(n: u32) -> String {
 
 #[tokio::test]
 async fn admins_activate_and_freeze_users_and_see_the_portal() {
-    let web = TestWeb::start_with(|store, dir| {
-        let blobs = LocalBlobStore::open(&dir.join("blobs")).expect("blob dir");
-        let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv");
-        let compiler = Compiler::new(CompilerConfig::new(venv)).map_err(|e| e.to_string());
-        PortalConfig {
-            models: Some(ModelService::new(store, Arc::new(blobs), compiler)),
-            ..Default::default()
-        }
-    })
-    .await;
+    let web = TestWeb::start_with_models().await;
     let admin = web.admin_token().await;
     let register = pb::RegisterFacilityRequest {
         facility: Some(pb::Facility {

@@ -70,6 +70,21 @@ impl TestWeb {
         TestWeb { portal, api, web, _dir: dir }
     }
 
+    /// A portal that compiles models with the real sandboxed compiler and the project's venv.
+    pub async fn start_with_models() -> TestWeb {
+        TestWeb::start_with(|store, dir| {
+            let blobs = trellis_blobs::local::LocalBlobStore::open(&dir.join("blobs")).expect("blob dir");
+            let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv");
+            let compiler = trellis_compiler::Compiler::new(trellis_compiler::CompilerConfig::new(venv))
+                .map_err(|e| e.to_string());
+            PortalConfig {
+                models: Some(trellis_model::ModelService::new(store, Arc::new(blobs), compiler)),
+                ..Default::default()
+            }
+        })
+        .await
+    }
+
     /// Logs in through the API and returns the token (the session cookie's value).
     pub async fn login(&self, username: &str, password: &str) -> String {
         let request = pb::LoginRequest { username: username.into(), password: password.into() };
