@@ -80,6 +80,17 @@ async fn materializations(state: &AppState, session: &Session) -> Vec<String> {
     }
 }
 
+/// The detail page again after a refused detach or delete (no attach input to keep).
+async fn refused(
+    state: &AppState,
+    session: &Session,
+    project: &str,
+    name: &str,
+    error: &WebError,
+) -> Result<Response, WebError> {
+    render_detail(state, session, project, name, None, &AttachForm::default(), Some(error)).await
+}
+
 async fn render_detail(
     state: &AppState,
     session: &Session,
@@ -245,18 +256,7 @@ pub(super) async fn detach(
             &format!("Detaching {name}.{project}."),
         )
         .into_response()),
-        Err(status) => {
-            render_detail(
-                &state,
-                &session,
-                &project,
-                &name,
-                None,
-                &AttachForm::default(),
-                Some(&WebError::from(status)),
-            )
-            .await
-        }
+        Err(status) => refused(&state, &session, &project, &name, &WebError::from(status)).await,
     }
 }
 
@@ -273,25 +273,13 @@ pub(super) async fn delete(
 ) -> Result<Response, WebError> {
     if form.confirm != "yes" {
         let error = WebError::BadInput(format!("tick the box to confirm deleting {name}.{project}"));
-        return render_detail(&state, &session, &project, &name, None, &AttachForm::default(), Some(&error))
-            .await;
+        return refused(&state, &session, &project, &name, &error).await;
     }
     let request = pb::DeleteXdcRequest { xdc: name.clone(), project: project.clone() };
     let mut client = state.api.xdc();
     match client.delete_xdc(authed(&session.token, request)).await {
         Ok(_) => Ok(see_other("/xdcs", &format!("Deleted XDC {name}.{project}.")).into_response()),
-        Err(status) => {
-            render_detail(
-                &state,
-                &session,
-                &project,
-                &name,
-                None,
-                &AttachForm::default(),
-                Some(&WebError::from(status)),
-            )
-            .await
-        }
+        Err(status) => refused(&state, &session, &project, &name, &WebError::from(status)).await,
     }
 }
 
