@@ -8,7 +8,31 @@ use tokio::net::TcpStream;
 
 use crate::procs::rss_kib;
 
-pub fn measure(addr: &str, proxy_pid: u32, connections: usize) -> anyhow::Result<String> {
+/// What holding the connections cost the proxy.
+pub struct Report {
+    pub open: usize,
+    pub failed: usize,
+    pub rss_before_kib: u64,
+    pub rss_after_kib: u64,
+    pub kib_per_connection: f64,
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} connections open ({} failed); proxy RSS {:.1} MiB before, {:.1} MiB with them open \
+             ({:.1} KiB per connection)",
+            self.open,
+            self.failed,
+            self.rss_before_kib as f64 / 1024.0,
+            self.rss_after_kib as f64 / 1024.0,
+            self.kib_per_connection
+        )
+    }
+}
+
+pub fn measure(addr: &str, proxy_pid: u32, connections: usize) -> anyhow::Result<Report> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
         let before = rss_kib(proxy_pid);
@@ -22,16 +46,16 @@ pub fn measure(addr: &str, proxy_pid: u32, connections: usize) -> anyhow::Result
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
         let after = rss_kib(proxy_pid);
-        let report = format!(
-            "{} connections open ({} failed); proxy RSS {:.1} MiB before, {:.1} MiB with them open \
-             ({:.1} KiB per connection)",
-            open.len(),
+        let report = Report {
+            open: open.len(),
             failed,
-            before as f64 / 1024.0,
-            after as f64 / 1024.0,
-            after.saturating_sub(before) as f64 / open.len().max(1) as f64
-        );
+            rss_before_kib: before,
+            rss_after_kib: after,
+            kib_per_connection: after.saturating_sub(before) as f64 / open.len().max(1) as f64,
+        };
         drop(open);
+        // Let the proxy see the closes before anything else is measured.
+        tokio::time::sleep(Duration::from_secs(1)).await;
         Ok(report)
     })
 }

@@ -155,8 +155,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     print_table(&results, args.duration, args.reps);
 
     if args.idle_connections > 0 {
-        let report = idle::measure(TRELLIS_HTTP, trellis.pid(), args.idle_connections)?;
-        println!("\nIdle keep-alive connections on Trellis (http): {report}");
+        let haproxy_idle = idle::measure(HAPROXY_HTTP, haproxy.pid(), args.idle_connections)?;
+        println!("\nIdle keep-alive connections on HAProxy (http): {haproxy_idle}");
+        let trellis_idle = idle::measure(TRELLIS_HTTP, trellis.pid(), args.idle_connections)?;
+        println!("Idle keep-alive connections on Trellis (http): {trellis_idle}");
+        println!(
+            "Trellis / HAProxy memory per idle connection: {:.2}",
+            trellis_idle.kib_per_connection / haproxy_idle.kib_per_connection.max(0.01)
+        );
     }
     drop((trellis, haproxy, nginx));
     Ok(())
@@ -298,7 +304,7 @@ fn nginx_conf(work: &Path) -> String {
 fn haproxy_cfg(work: &Path, threads: usize) -> String {
     let w = work.display();
     format!(
-        "global\n  nbthread {threads}\n  maxconn 8000\n  ssl-default-bind-options ssl-min-ver TLSv1.2\n\
+        "global\n  nbthread {threads}\n  maxconn 20000\n  ssl-default-bind-options ssl-min-ver TLSv1.2\n\
          defaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
          frontend fe_http\n  bind {HAPROXY_HTTP}\n  default_backend be_http\n\
          frontend fe_tls\n  bind {HAPROXY_TLS} ssl crt {w}/haproxy.pem alpn http/1.1\n  default_backend be_http\n\

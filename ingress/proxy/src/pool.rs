@@ -32,6 +32,8 @@ pub(crate) struct Backend {
     pub(crate) ejections: AtomicU64,
     /// HTTP/1.1 connections to this backend waiting for their next request.
     pub(crate) idle: crate::http::IdleConns,
+    /// Plain connections the HTTP/1.1 fast path keeps for reuse.
+    pub(crate) streams: crate::http::IdleStreams,
 }
 
 impl Backend {
@@ -50,6 +52,7 @@ impl Backend {
             failures: AtomicU64::new(0),
             ejections: AtomicU64::new(0),
             idle: crate::http::IdleConns::default(),
+            streams: crate::http::IdleStreams::default(),
         }
     }
 

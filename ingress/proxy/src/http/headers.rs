@@ -48,6 +48,16 @@ impl Client {
         let ip_value = HeaderValue::from_str(&ip.to_string()).expect("an IP address is a valid header value");
         Client { addr, ip_value, forwarded_for, last: Mutex::new(None) }
     }
+
+    /// The client IP as an `X-Forwarded-For` value.
+    pub(crate) fn ip(&self) -> &[u8] {
+        self.ip_value.as_bytes()
+    }
+
+    /// `for=<ip>`, the start of a `Forwarded` value.
+    pub(crate) fn forwarded_for(&self) -> &str {
+        &self.forwarded_for
+    }
 }
 
 /// The request's host as sent: the URI authority (HTTP/2, absolute-form) or the `Host`

@@ -5,6 +5,7 @@
 mod backend;
 mod body;
 mod forward;
+mod h1;
 pub(crate) mod headers;
 
 use std::net::SocketAddr;
@@ -20,12 +21,13 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Timeouts;
-use crate::io::{Activity, Tracked};
+use crate::io::{Activity, Prefixed, Tracked};
 use crate::metrics::{EndpointMetrics, ProxyError};
 use crate::runtime::Shared;
 
 pub(crate) use backend::IdleConns;
 pub(crate) use body::RequestBody;
+pub(crate) use h1::IdleStreams;
 
 /// Request headers larger than this are refused (431 for HTTP/1.1, a stream error for
 /// HTTP/2); far above what browsers and gRPC send, far below what could exhaust memory.
@@ -82,8 +84,7 @@ impl HttpEndpoint {
         let _open = self.metrics.open_connection();
         let timeouts = self.shared.timeouts.clone();
         let Some(acceptor) = self.tls.clone() else {
-            let (io, activity) = Tracked::new(stream);
-            self.clone().drive(io, peer, activity, &timeouts, stop, hard_stop).await;
+            self.serve_http1(stream, peer, &timeouts, stop, hard_stop).await;
             return;
         };
         let handshake = tokio::time::timeout(timeouts.tls_handshake, acceptor.accept(stream));
@@ -92,10 +93,11 @@ impl HttpEndpoint {
             _ = stop.cancelled() => return,
         };
         match accepted {
-            Ok(Ok(tls)) => {
+            Ok(Ok(tls)) if tls.get_ref().1.alpn_protocol() == Some(b"h2") => {
                 let (io, activity) = Tracked::new(tls);
                 self.clone().drive(io, peer, activity, &timeouts, stop, hard_stop).await;
             }
+            Ok(Ok(tls)) => self.serve_http1(tls, peer, &timeouts, stop, hard_stop).await,
             Ok(Err(err)) => {
                 self.metrics.error(ProxyError::TlsHandshake);
                 tracing::debug!(endpoint = %self.name, client = %peer, error = %err, "TLS handshake failed");
@@ -104,6 +106,25 @@ impl HttpEndpoint {
                 self.metrics.error(ProxyError::TlsHandshake);
                 tracing::debug!(endpoint = %self.name, client = %peer, "TLS handshake timed out");
             }
+        }
+    }
+
+    /// HTTP/1.1 on the fast path, handing over to hyper for what only it handles.
+    async fn serve_http1<I: h1::ClientIo>(
+        self: Arc<Self>,
+        io: I,
+        peer: SocketAddr,
+        timeouts: &Timeouts,
+        stop: CancellationToken,
+        hard_stop: CancellationToken,
+    ) {
+        let served = tokio::select! {
+            served = h1::serve(&self, io, peer, &stop) => served,
+            _ = hard_stop.cancelled() => return,
+        };
+        if let h1::Served::Fallback { io, read } = served {
+            let (io, activity) = Tracked::new(Prefixed::new(read, io));
+            self.clone().drive(io, peer, activity, timeouts, stop, hard_stop).await;
         }
     }
 

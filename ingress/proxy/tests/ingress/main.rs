@@ -7,6 +7,7 @@ mod bad_input;
 mod grpc;
 mod grpc_echo;
 mod http;
+mod http1;
 mod load;
 mod support;
 mod tcp;
