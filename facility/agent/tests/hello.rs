@@ -78,12 +78,15 @@ async fn hello_world_emulates_links_and_serves_ssh() {
     ready(&agent, MZID).await;
 
     // Latency: 10 ms each way on a—b, so ping by name gives ~20 ms; 5 ms on b—c gives ~10 ms.
+    // netem never delivers early, so the floor is tight; a loaded host only adds scheduling
+    // delay, so the ceiling allows +25 % (a delay applied on one side only, or twice, still
+    // falls outside).
     let ab = median_rtt("a", "b", 40);
     eprintln!("a→b median RTT {ab} ms (10 ms each way)");
-    assert!((18.0..=22.0).contains(&ab), "a→b median RTT {ab} ms, want 20 ms ± 10 %");
+    assert!((19.0..=25.0).contains(&ab), "a→b median RTT {ab} ms, want 20 ms (-5 %, +25 %)");
     let bc = median_rtt("c", "b", 40);
     eprintln!("c→b median RTT {bc} ms (5 ms each way)");
-    assert!((9.0..=11.0).contains(&bc), "c→b median RTT {bc} ms, want 10 ms ± 10 %");
+    assert!((9.5..=12.5).contains(&bc), "c→b median RTT {bc} ms, want 10 ms (-5 %, +25 %)");
 
     // Capacity: 100 Mb/s. More attempts only when a run came out slow (load), never to
     // excuse one that was too fast.
