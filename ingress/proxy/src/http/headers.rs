@@ -79,7 +79,7 @@ pub(crate) fn host_name(value: &HeaderValue) -> Option<Cow<'_, str>> {
     }
 }
 
-fn strip_port(host: &str) -> &str {
+pub(crate) fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         // "[::1]:8080" → "[::1]"
         return host.find(']').map_or(host, |end| &host[..=end]);

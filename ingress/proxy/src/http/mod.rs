@@ -87,6 +87,20 @@ impl HttpEndpoint {
             self.serve_http1(stream, peer, &timeouts, stop, hard_stop).await;
             return;
         };
+        // The TLS path's state (rustls, the handshake) is large; boxed, it stays out of the
+        // task of every plain connection.
+        Box::pin(self.serve_tls(acceptor, stream, peer, &timeouts, stop, hard_stop)).await;
+    }
+
+    async fn serve_tls(
+        self: Arc<Self>,
+        acceptor: TlsAcceptor,
+        stream: TcpStream,
+        peer: SocketAddr,
+        timeouts: &Timeouts,
+        stop: CancellationToken,
+        hard_stop: CancellationToken,
+    ) {
         let handshake = tokio::time::timeout(timeouts.tls_handshake, acceptor.accept(stream));
         let accepted = tokio::select! {
             accepted = handshake => accepted,
@@ -95,9 +109,9 @@ impl HttpEndpoint {
         match accepted {
             Ok(Ok(tls)) if tls.get_ref().1.alpn_protocol() == Some(b"h2") => {
                 let (io, activity) = Tracked::new(tls);
-                self.clone().drive(io, peer, activity, &timeouts, stop, hard_stop).await;
+                self.clone().drive(io, peer, activity, timeouts, stop, hard_stop).await;
             }
-            Ok(Ok(tls)) => self.serve_http1(tls, peer, &timeouts, stop, hard_stop).await,
+            Ok(Ok(tls)) => self.serve_http1(tls, peer, timeouts, stop, hard_stop).await,
             Ok(Err(err)) => {
                 self.metrics.error(ProxyError::TlsHandshake);
                 tracing::debug!(endpoint = %self.name, client = %peer, error = %err, "TLS handshake failed");
@@ -124,7 +138,8 @@ impl HttpEndpoint {
         };
         if let h1::Served::Fallback { io, read } = served {
             let (io, activity) = Tracked::new(Prefixed::new(read, io));
-            self.clone().drive(io, peer, activity, timeouts, stop, hard_stop).await;
+            // Boxed: hyper's connection state is kilobytes that a fast-path task never needs.
+            Box::pin(self.clone().drive(io, peer, activity, timeouts, stop, hard_stop)).await;
         }
     }
 

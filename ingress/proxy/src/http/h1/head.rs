@@ -104,12 +104,11 @@ pub(crate) fn request(
             return Ok(Verdict::Fallback);
         }
     }
-    let host = host.and_then(|value| {
-        let value = http::HeaderValue::from_bytes(value).ok()?;
-        headers::host_name(&value).map(|name| Box::from(name.as_ref()))
-    });
+    let host = host.and_then(route_host);
 
     out.clear();
+    // Room for the head plus the forwarding headers, so the copy never reallocates.
+    out.reserve(head_len + 256);
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
     out.extend_from_slice(path.as_bytes());
@@ -224,8 +223,14 @@ pub(crate) fn response(
     let close = close && !interim || framing == Framing::UntilClose;
 
     out.clear();
+    out.reserve(head_len + 32);
     out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.to_string().as_bytes());
+    // httparse guarantees three digits.
+    out.extend_from_slice(&[
+        b'0' + (status / 100) as u8,
+        b'0' + (status / 10 % 10) as u8,
+        b'0' + (status % 10) as u8,
+    ]);
     out.push(b' ');
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -245,6 +250,21 @@ pub(crate) fn response(
     }
     out.extend_from_slice(b"\r\n");
     Ok(Some(Response { head_len, status, framing, interim, reusable }))
+}
+
+/// A `Host` value as routes name hosts (see `headers::host_name`): visible ASCII only,
+/// lowercase, without port or trailing dot.
+fn route_host(value: &[u8]) -> Option<Box<str>> {
+    let text = std::str::from_utf8(value).ok()?;
+    if !text.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) {
+        return None;
+    }
+    let name = headers::strip_port(text).trim_end_matches('.');
+    Some(if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        name.to_ascii_lowercase().into()
+    } else {
+        name.into()
+    })
 }
 
 /// A response the proxy writes itself.

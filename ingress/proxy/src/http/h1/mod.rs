@@ -101,7 +101,9 @@ pub(crate) async fn serve<I: ClientIo>(
             Next::Fallback => return Served::Fallback { io: conn.io, read: conn.input.freeze() },
             Next::Close => break,
         };
-        let keep_alive = conn.exchange(request, &pool, &route).await;
+        // Boxed: an exchange's state is most of this future, and an idle connection (the
+        // common case with thousands open) does not need room for it.
+        let keep_alive = Box::pin(conn.exchange(request, &pool, &route)).await;
         if !keep_alive || stop.is_cancelled() {
             break;
         }
