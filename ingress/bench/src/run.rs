@@ -63,14 +63,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             bail!("{tool} is not installed; run ingress/bench/run.sh");
         }
     }
-    raise_fd_limit();
+    // HAProxy refuses to start when its maxconn needs more descriptors than it may open.
+    let haproxy_maxconn = (raise_fd_limit().saturating_sub(100) / 2).min(20_000);
     let work = &args.work;
     std::fs::create_dir_all(work.join("www"))?;
     std::fs::create_dir_all(work.join("nginx/logs"))?;
     std::fs::write(work.join("www/index.html"), "x".repeat(612))?;
     write_certificates(work)?;
     std::fs::write(work.join("nginx/nginx.conf"), nginx_conf(work))?;
-    std::fs::write(work.join("haproxy.cfg"), haproxy_cfg(work, args.haproxy_threads))?;
+    std::fs::write(work.join("haproxy.cfg"), haproxy_cfg(work, args.haproxy_threads, haproxy_maxconn))?;
     std::fs::write(work.join("ingress.yml"), ingress_yml(work))?;
 
     let nginx_conf = work.join("nginx/nginx.conf");
@@ -266,14 +267,18 @@ fn print_table(results: &[(&str, Vec<Sample>)], duration: u64, reps: usize) {
     }
 }
 
-fn raise_fd_limit() {
-    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-    if let Some(max) = limit.maximum {
-        let _ = rustix::process::setrlimit(
-            rustix::process::Resource::Nofile,
-            rustix::process::Rlimit { current: Some(max), maximum: Some(max) },
-        );
+/// Raises the open-file limit (as root past the hard limit, for 10,000 idle connections on
+/// each proxy, which HAProxy counts twice); returns the limit now in force.
+fn raise_fd_limit() -> u64 {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    const WANTED: u64 = 65_536;
+    let wanted = Rlimit { current: Some(WANTED), maximum: Some(WANTED) };
+    if setrlimit(Resource::Nofile, wanted).is_err()
+        && let Some(max) = getrlimit(Resource::Nofile).maximum
+    {
+        let _ = setrlimit(Resource::Nofile, Rlimit { current: Some(max), maximum: Some(max) });
     }
+    getrlimit(Resource::Nofile).current.unwrap_or(1024)
 }
 
 fn path(p: &Path) -> String {
@@ -301,10 +306,10 @@ fn nginx_conf(work: &Path) -> String {
     )
 }
 
-fn haproxy_cfg(work: &Path, threads: usize) -> String {
+fn haproxy_cfg(work: &Path, threads: usize, maxconn: u64) -> String {
     let w = work.display();
     format!(
-        "global\n  nbthread {threads}\n  maxconn 20000\n  ssl-default-bind-options ssl-min-ver TLSv1.2\n\
+        "global\n  nbthread {threads}\n  maxconn {maxconn}\n  ssl-default-bind-options ssl-min-ver TLSv1.2\n\
          defaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
          frontend fe_http\n  bind {HAPROXY_HTTP}\n  default_backend be_http\n\
          frontend fe_tls\n  bind {HAPROXY_TLS} ssl crt {w}/haproxy.pem alpn http/1.1\n  default_backend be_http\n\
