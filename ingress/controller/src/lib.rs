@@ -61,7 +61,7 @@
 //!
 //! # Caveats
 //! - The proxy speaks plain HTTP to backends: an https node route reaches the node's port over
-//!   HTTP, and the path prefix is passed on unchanged.
+//!   HTTP. The route strips its path prefix; the node learns it from `X-Forwarded-Prefix`.
 //! - SIGHUP with an unchanged file re-applies it, which re-reads nothing the proxy has already
 //!   loaded (certificate files are read when their endpoint changes).
 

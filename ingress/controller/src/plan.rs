@@ -84,6 +84,9 @@ pub(crate) fn plan(
                 path_prefix: path_prefix(route),
                 pool: id.clone(),
                 endpoints: vec![options.https_endpoint.clone()],
+                // The node's server sees its own paths (`/lab`), not the portal's
+                // `/<mzid>/<node>/<port>/lab`; the prefix comes in `X-Forwarded-Prefix`.
+                strip_prefix: true,
             },
         },
         IngressProtocol::Tcp => Plan::Tcp {

@@ -266,6 +266,10 @@ pub struct RouteConfig {
     /// Only on these endpoints; every HTTP and HTTPS endpoint when empty.
     #[serde(default)]
     pub endpoints: Vec<String>,
+    /// Forward paths without `path_prefix` (`/app/x` reaches the backend as `/x`), telling the
+    /// backend the prefix in `X-Forwarded-Prefix`.
+    #[serde(default)]
+    pub strip_prefix: bool,
 }
 
 fn yes() -> bool {

@@ -14,9 +14,18 @@ pub(crate) struct Route {
     prefix: String,
     endpoints: Vec<String>,
     pub(crate) pool: Arc<Pool>,
+    /// With `strip_prefix`: the prefix without its trailing `/`, taken off forwarded paths.
+    pub(crate) strip: Option<Arc<str>>,
 }
 
 impl Route {
+    /// The path and query to forward for `path_and_query` (which this route matched), when
+    /// the route strips its prefix: never empty, always starting with `/`.
+    pub(crate) fn stripped(&self, path_and_query: &str) -> Option<String> {
+        let rest = path_and_query.strip_prefix(self.strip.as_deref()?)?;
+        Some(if rest.starts_with('/') { rest.to_owned() } else { format!("/{rest}") })
+    }
+
     fn matches(&self, endpoint: &str, path: &str) -> bool {
         prefix_matches(&self.prefix, path)
             && (self.endpoints.is_empty() || self.endpoints.iter().any(|e| e == endpoint))
@@ -50,6 +59,9 @@ impl RouteTable {
                 prefix: config.path_prefix.clone(),
                 endpoints: config.endpoints.clone(),
                 pool,
+                strip: Some(config.path_prefix.trim_end_matches('/'))
+                    .filter(|prefix| config.strip_prefix && !prefix.is_empty())
+                    .map(Arc::from),
             };
             let list = if config.host == "*" {
                 &mut table.any
@@ -107,6 +119,7 @@ mod tests {
             path_prefix: prefix.into(),
             pool: id.into(),
             endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
+            strip_prefix: false,
         }
     }
 
@@ -153,5 +166,32 @@ mod tests {
         assert_eq!(hit(&t, "public", "x", "/admin/metrics"), None);
         assert_eq!(hit(&t, "public", "api.example.org", "/v1/x").as_deref(), Some("api"));
         assert_eq!(hit(&t, "public", "api.example.org", "/v1"), None);
+    }
+
+    #[test]
+    fn stripping_routes_forward_the_rest_of_the_path() {
+        let mut node = route("node", "*", "/m1/a/8080/", &[]);
+        node.strip_prefix = true;
+        let mut root = route("root", "*", "/", &[]);
+        root.strip_prefix = true;
+        let t = table(&[node, root, route("keep", "k.test", "/app", &[])]);
+        let stripped = |host: &str, path: &str| {
+            let path_only = path.split('?').next().unwrap();
+            t.lookup("web", host, path_only).and_then(|r| r.stripped(path))
+        };
+        assert_eq!(stripped("x", "/m1/a/8080/lab/tree?token=1").as_deref(), Some("/lab/tree?token=1"));
+        assert_eq!(stripped("x", "/m1/a/8080/").as_deref(), Some("/"));
+        assert_eq!(stripped("x", "/elsewhere").as_deref(), None, "a prefix of / strips nothing");
+        assert_eq!(stripped("k.test", "/app/x").as_deref(), None, "strip_prefix is off");
+        let t = table(&[{
+            let mut api = route("api", "*", "/api", &[]);
+            api.strip_prefix = true;
+            api
+        }]);
+        let api = t.lookup("web", "x", "/api").unwrap();
+        assert_eq!(api.stripped("/api").as_deref(), Some("/"));
+        assert_eq!(api.stripped("/api?q=1").as_deref(), Some("/?q=1"));
+        assert_eq!(api.stripped("/api/v1").as_deref(), Some("/v1"));
+        assert_eq!(api.strip.as_deref(), Some("/api"));
     }
 }

@@ -29,7 +29,8 @@ async fn tcp_http_and_udp_routes_follow_the_store() {
     assert_eq!(gateway.port() as u32, tcp.gateway_port);
     assert_eq!(ask_once(gateway, "hello").await.as_deref(), Some("ssh:hello"));
 
-    // http: the URL's path on the HTTPS endpoint reaches the node's web server.
+    // http: the URL's path on the HTTPS endpoint reaches the node's web server, which sees
+    // its own path and is told the prefix.
     let web = http_backend("web-a").await;
     let http = node_route(IngressProtocol::Http, "a", web.port(), 443);
     let revision = write_route(store.as_ref(), &http).await;
@@ -38,7 +39,7 @@ async fn tcp_http_and_udp_routes_follow_the_store() {
     let (status, body) = get(&client, &format!("{base}lab/index.html")).await;
     assert_eq!(
         (status, body.as_str()),
-        (200, format!("web-a path=/{}/a/{}/lab/index.html", http.mzid, web.port()).as_str())
+        (200, format!("web-a path=/lab/index.html prefix=/{}/a/{}", http.mzid, web.port()).as_str())
     );
     let (status, _) = get(&client, &format!("https://localhost:{}/{}/a/1/", https.port(), http.mzid)).await;
     assert_eq!(status, 404, "another port of the node has no route");

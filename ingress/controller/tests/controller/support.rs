@@ -199,7 +199,8 @@ pub async fn ask_once(addr: SocketAddr, line: &str) -> Option<String> {
     LineClient::connect(addr).await.ok()?.ask(line).await
 }
 
-/// An HTTP/1.1 server answering `<name> path=<path>`.
+/// An HTTP/1.1 server answering `<name> path=<path>`, plus ` prefix=<X-Forwarded-Prefix>` when
+/// the request carries one.
 pub async fn http_backend(name: &'static str) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -207,7 +208,12 @@ pub async fn http_backend(name: &'static str) -> SocketAddr {
         while let Ok((stream, _)) = listener.accept().await {
             tokio::spawn(async move {
                 let service = service_fn(move |req: Request<Incoming>| async move {
-                    let text = format!("{name} path={}", req.uri().path());
+                    let mut text = format!("{name} path={}", req.uri().path());
+                    if let Some(prefix) =
+                        req.headers().get("x-forwarded-prefix").and_then(|v| v.to_str().ok())
+                    {
+                        text.push_str(&format!(" prefix={prefix}"));
+                    }
                     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(text))))
                 });
                 let _ = hyper::server::conn::http1::Builder::new()

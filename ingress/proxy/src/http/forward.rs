@@ -38,26 +38,34 @@ pub(crate) async fn handle(
     let host = host_value.as_ref().and_then(headers::host_name);
     let route = {
         let routes = ep.shared.routes.load();
-        routes
-            .lookup(&ep.name, host.as_deref().unwrap_or(""), req.uri().path())
-            .map(|r| (r.pool.clone(), r.id.clone()))
+        routes.lookup(&ep.name, host.as_deref().unwrap_or(""), req.uri().path()).map(|r| {
+            let stripped = req
+                .uri()
+                .path_and_query()
+                .and_then(|target| r.stripped(target.as_str()))
+                .and_then(|target| PathAndQuery::try_from(target).ok())
+                .zip(r.strip.clone());
+            (r.pool.clone(), r.id.clone(), stripped)
+        })
     };
     let info = Info {
         method: req.method().clone(),
         path: req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/")),
-        route: route.as_ref().map(|(_, id)| id.clone()),
+        route: route.as_ref().map(|(_, id, _)| id.clone()),
         host,
         grpc,
         started,
     };
-    let Some((pool, _)) = route else {
+    let Some((pool, _, stripped)) = route else {
         ep.metrics.error(ProxyError::NoRoute);
         let response =
             local(StatusCode::NOT_FOUND, grpc, GRPC_UNIMPLEMENTED, "no route for this host and path\n");
         log(ep, conn, &info, &response, None);
         return response;
     };
-    let (method, path) = (&info.method, &info.path);
+    let method = &info.method;
+    // What the backend is asked for: the request's path, less the prefix of a stripping route.
+    let path = stripped.as_ref().map_or(&info.path, |(target, _)| target);
 
     let upgrade = headers::is_upgrade(&req);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -66,6 +74,9 @@ pub(crate) async fn handle(
     let mut request_headers = parts.headers;
     headers::strip_hop_by_hop(&mut request_headers, upgrade);
     headers::set_forwarded(&mut request_headers, &conn.client, ep.tls.is_some(), info.host.as_deref());
+    if let Some(value) = stripped.as_ref().and_then(|(_, prefix)| HeaderValue::from_str(prefix).ok()) {
+        request_headers.insert(headers::X_FORWARDED_PREFIX.clone(), value);
+    }
     // gRPC exists only over HTTP/2; everything else follows the pool's setting.
     let to_h2 = (grpc || pool.config.http2) && !upgrade;
     if !to_h2 && !request_headers.contains_key(header::HOST) {

@@ -14,6 +14,8 @@ use http::{Request, Version};
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// Set by routes that strip their path prefix.
+pub(crate) static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
@@ -141,6 +143,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
 pub(crate) fn set_forwarded(headers: &mut HeaderMap, client: &Client, https: bool, host: Option<&str>) {
     let proto = if https { "https" } else { "http" };
     headers.insert(&X_FORWARDED_FOR, client.ip_value.clone());
+    headers.remove(&X_FORWARDED_PREFIX);
     headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     // `try_lock`: concurrent HTTP/2 streams build their own rather than wait.
     let mut last = client.last.try_lock().ok();

@@ -12,6 +12,7 @@ routes:
   - { id: b-api, host: a.test, path_prefix: /api, pool: b }
   - { id: wild, host: "*.b.test", pool: b }
   - { id: rest, host: "*", pool: c }
+  - { id: strip, host: "*", path_prefix: /m1/a/8080/, pool: c, strip_prefix: true }
 "#;
 
 #[tokio::test]
@@ -105,6 +106,31 @@ routes:
         &format!("ingress_backend_up{{pool=\"a\",backend=\"{}\"}} 1", a.addr),
     ] {
         assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
+    }
+    cancel.cancel();
+    ingress.stopped().await;
+}
+
+#[tokio::test]
+async fn a_stripping_route_forwards_the_rest_of_the_path_over_http1_and_http2() {
+    let (a, b, c) = (Backend::start("a").await, Backend::start("b").await, Backend::start("c").await);
+    let vars = [("a", a.addr.to_string()), ("b", b.addr.to_string()), ("c", c.addr.to_string())];
+    let (ingress, cancel) = ingress(CONFIG, &vars).await;
+    let addr = ingress.local_addr("web").unwrap();
+    for http2 in [false, true] {
+        let client = client(addr, http2);
+        let host = (!http2).then_some("n.test");
+        let (status, body) = get(&client, "http://n.test/m1/a/8080/lab/tree?token=t", host).await;
+        assert_eq!(status, 200, "h2: {http2}: {body}");
+        assert!(body.starts_with("backend=c"), "{body}");
+        assert!(body.contains(" path=/lab/tree?token=t "), "h2: {http2}: {body}");
+        assert!(body.ends_with(" prefix=/m1/a/8080"), "h2: {http2}: {body}");
+        let (_, body) = get(&client, "http://n.test/m1/a/8080/", host).await;
+        assert!(body.contains(" path=/ "), "h2: {http2}: {body}");
+        // Other routes pass paths unchanged and name no prefix.
+        let (_, body) = get(&client, "http://n.test/m1/a/8081/x?y", host).await;
+        assert!(body.contains(" path=/m1/a/8081/x?y "), "h2: {http2}: {body}");
+        assert!(body.ends_with(" prefix=-"), "h2: {http2}: {body}");
     }
     cancel.cancel();
     ingress.stopped().await;

@@ -184,6 +184,7 @@ routes:
                 path_prefix: "/".into(),
                 pool: pool.into(),
                 endpoints: vec![],
+                strip_prefix: false,
             };
             ingress.upsert_route(route).unwrap();
         }

@@ -84,15 +84,16 @@ async fn describe(name: &'static str, req: Request<Incoming>) -> Result<Response
         format!("backend={name} bytes={total}")
     } else {
         format!(
-            "backend={name} version={:?} host={} path={} xff={} xfp={} xfh={} forwarded={} connection={}",
+            "backend={name} version={:?} host={} path={} xff={} xfp={} xfh={} forwarded={} connection={} prefix={}",
             req.version(),
             req.uri().host().map(str::to_owned).unwrap_or_else(|| header("host")),
-            req.uri().path(),
+            req.uri().path_and_query().map_or("/", |p| p.as_str()),
             header("x-forwarded-for"),
             header("x-forwarded-proto"),
             header("x-forwarded-host"),
             header("forwarded"),
             header("x-secret"),
+            header("x-forwarded-prefix"),
         )
     };
     Ok(Response::new(Full::new(Bytes::from(text))))

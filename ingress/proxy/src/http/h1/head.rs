@@ -252,6 +252,16 @@ pub(crate) fn response(
     Ok(Some(Response { head_len, status, framing, interim, reusable }))
 }
 
+/// Replaces the target in the request line of `out` (a head [`request`] wrote for
+/// `request`) and adds `X-Forwarded-Prefix`: a route that strips its prefix.
+pub(crate) fn retarget(out: &mut Vec<u8>, request: &Request, target: &str, prefix: &str) {
+    let start = request.method.len() + 1;
+    out.splice(start..start + request.path.len(), target.bytes());
+    let end = out.len() - 2;
+    let field = [b"x-forwarded-prefix: ".as_slice(), prefix.as_bytes(), b"\r\n"].concat();
+    out.splice(end..end, field);
+}
+
 /// A `Host` value as routes name hosts (see `headers::host_name`): visible ASCII only,
 /// lowercase, without port or trailing dot.
 fn route_host(value: &[u8]) -> Option<Box<str>> {
@@ -311,7 +321,7 @@ fn is_hop_by_hop(name: &[u8]) -> bool {
 }
 
 fn is_forwarding(name: &[u8]) -> bool {
-    [&b"forwarded"[..], b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"]
+    [&b"forwarded"[..], b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-prefix"]
         .iter()
         .any(|forwarding| name.eq_ignore_ascii_case(forwarding))
 }
@@ -399,6 +409,20 @@ mod tests {
         assert!(request.close && !request.idempotent && request.body_len == 12 && request.host.is_none());
         assert!(head.contains("content-length: 12\r\nTE: trailers\r\n"), "{head}");
         assert!(head.ends_with("forwarded: for=10.0.0.7;proto=http\r\n\r\n"), "{head}");
+    }
+
+    #[test]
+    fn a_stripping_route_changes_only_the_target_and_names_the_prefix() {
+        let raw = "GET /m1/a/80/lab?x=1 HTTP/1.1\r\nHost: n.test\r\nX-Forwarded-Prefix: /spoofed\r\n\r\n";
+        let mut out = Vec::new();
+        let Ok(Verdict::Forward(request)) = request(raw.as_bytes(), &client(), true, &mut out) else {
+            panic!()
+        };
+        retarget(&mut out, &request, "/lab?x=1", "/m1/a/80");
+        let head = String::from_utf8(out).unwrap();
+        assert!(head.starts_with("GET /lab?x=1 HTTP/1.1\r\nHost: n.test\r\n"), "{head}");
+        assert!(head.ends_with("x-forwarded-host: n.test\r\nx-forwarded-prefix: /m1/a/80\r\n\r\n"), "{head}");
+        assert!(!head.contains("spoofed"), "{head}");
     }
 
     #[test]

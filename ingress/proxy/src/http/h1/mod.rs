@@ -231,17 +231,24 @@ impl<I: ClientIo> Conn<'_, I> {
     }
 
     fn route(&mut self, request: head::Request) -> Next {
-        let path = std::str::from_utf8(&self.input[request.path.clone()]).unwrap_or("/");
+        let target = std::str::from_utf8(&self.input[request.path.clone()]).unwrap_or("/");
+        let path = target.split_once('?').map_or(target, |(path, _)| path);
         let found = {
             let routes = self.ep.shared.routes.load();
-            routes
-                .lookup(&self.ep.name, request.host.as_deref().unwrap_or(""), path)
-                .map(|r| (r.pool.clone(), r.id.clone()))
+            routes.lookup(&self.ep.name, request.host.as_deref().unwrap_or(""), path).map(|r| {
+                let stripped = r.stripped(target).zip(r.strip.clone());
+                (r.pool.clone(), r.id.clone(), stripped)
+            })
         };
         match found {
             // HTTP/2 backends are the hyper client's job.
-            Some((pool, _)) if pool.config.http2 => Next::Fallback,
-            Some((pool, route)) => Next::Request(request, pool, route),
+            Some((pool, _, _)) if pool.config.http2 => Next::Fallback,
+            Some((pool, route, stripped)) => {
+                if let Some((target, prefix)) = stripped {
+                    head::retarget(&mut self.head, &request, &target, &prefix);
+                }
+                Next::Request(request, pool, route)
+            }
             None => {
                 self.ep.metrics.error(ProxyError::NoRoute);
                 // With its body all read, the request can be skipped and the connection kept.
