@@ -27,6 +27,8 @@ async fn routes_by_host_and_path_over_http1_and_http2() {
         let cases = [
             ("http://a.test/index.html", "backend=a"),
             ("http://a.test/api/v1", "backend=b"),
+            // Routes match the path alone, not the query after it.
+            ("http://a.test/api?page=2", "backend=b"),
             ("http://a.test/apix", "backend=a"),
             ("http://x.b.test/", "backend=b"),
             ("http://elsewhere.test/", "backend=c"),
