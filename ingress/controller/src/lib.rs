@@ -60,8 +60,9 @@
 //!   runtime's threads.
 //!
 //! # Caveats
-//! - The proxy speaks plain HTTP to backends: an https node route reaches the node's port over
-//!   HTTP. The route strips its path prefix; the node learns it from `X-Forwarded-Prefix`.
+//! - An https node route reaches the node's port over TLS, unverified (nodes have self-signed
+//!   certificates). Node routes strip their path prefix; the node learns it from
+//!   `X-Forwarded-Prefix`.
 //! - SIGHUP with an unchanged file re-applies it, which re-reads nothing the proxy has already
 //!   loaded (certificate files are read when their endpoint changes).
 

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use trellis_ingress::{
     EjectionConfig, EndpointConfig, EndpointProtocol, IngressConfig, PoolConfig, RouteConfig,
+    UpstreamTlsConfig,
 };
 use trellis_materialize::IngressProtocol;
 
@@ -59,12 +60,13 @@ pub(crate) fn plan(
             route.node, route.node_addr, route.port
         )
     })?;
-    let pool = || PoolConfig {
+    let pool = |tls: Option<UpstreamTlsConfig>| PoolConfig {
         backends: vec![backend],
         balance: Default::default(),
         http2: false,
         health_check: None,
         ejection: EjectionConfig::default(),
+        tls,
     };
     let gateway = || {
         u16::try_from(route.gateway_port)
@@ -74,10 +76,10 @@ pub(crate) fn plan(
             .ok_or_else(|| format!("gateway port {} is not a port number", route.gateway_port))
     };
     let plan = match route.protocol {
-        // The proxy speaks plain HTTP to backends, so an https node port is reached over HTTP
-        // too (see the README's "not done").
+        // An https node port is reached over TLS, unverified: a node's certificate is its own
+        // (self-signed) and the node sits on the experiment network the portal built.
         IngressProtocol::Http | IngressProtocol::Https => Plan::Http {
-            pool: pool(),
+            pool: pool((route.protocol == IngressProtocol::Https).then(UpstreamTlsConfig::default)),
             route: RouteConfig {
                 id: id.clone(),
                 host: "*".to_owned(),
@@ -90,7 +92,7 @@ pub(crate) fn plan(
             },
         },
         IngressProtocol::Tcp => Plan::Tcp {
-            pool: pool(),
+            pool: pool(None),
             endpoint: EndpointConfig {
                 name: id.clone(),
                 listen: gateway()?,
@@ -210,6 +212,8 @@ mod tests {
         assert_eq!(pool.backends, vec![backend(8080).unwrap()]);
         assert_eq!(route.path_prefix, "/r.e.p/a/8080/");
         assert_eq!(route.endpoints, vec![NODE_HTTPS_ENDPOINT.to_owned()]);
+        assert!(route.strip_prefix, "the node sees its own paths");
+        assert_eq!(pool.tls, Some(UpstreamTlsConfig::default()), "an https port is reached over TLS");
         fits(&plan, &base(), &options).unwrap();
         let merged = merge(&base(), [(id.as_str(), &plan)]);
         merged.validate().unwrap();
@@ -217,6 +221,11 @@ mod tests {
 
         let without = IngressConfig::default();
         assert!(fits(&plan, &without, &options).unwrap_err().contains("no endpoint \"node-ingress\""));
+
+        let (_, http) =
+            super::plan(&self::route(IngressProtocol::Http, 8080, 443), backend(8080), &options).unwrap();
+        let Plan::Http { pool: http_pool, .. } = &http else { panic!("{http:?}") };
+        assert_eq!(http_pool.tls, None, "an http port is reached in plain text");
     }
 
     #[test]

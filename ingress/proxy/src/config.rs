@@ -184,6 +184,24 @@ pub struct PoolConfig {
     /// Passive ejection after consecutive failures.
     #[serde(default)]
     pub ejection: EjectionConfig,
+    /// Reach the backends over TLS (HTTP/1.1 pools of HTTP routes only).
+    #[serde(default)]
+    pub tls: Option<UpstreamTlsConfig>,
+}
+
+/// TLS from the proxy to a pool's backends.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsConfig {
+    /// The name sent in SNI and, with `ca`, required in the certificate; the backend's IP
+    /// address when absent.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// PEM file of the authority the backends' certificates must chain to. Without it they are
+    /// not verified: meant for backends with self-signed certificates on a network the portal
+    /// controls, such as experiment nodes.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
 }
 
 /// Load-balancing policy.

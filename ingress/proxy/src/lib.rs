@@ -52,11 +52,13 @@ mod routes;
 mod runtime;
 mod tcp;
 mod tls;
+mod upstream_tls;
 mod validate;
 
 pub use config::{
     AdminConfig, Balance, CertificateConfig, DevCaConfig, EjectionConfig, EndpointConfig, EndpointProtocol,
     HealthCheckConfig, HealthCheckKind, IngressConfig, PoolConfig, RouteConfig, Timeouts, TlsConfig,
+    UpstreamTlsConfig,
 };
 pub use error::IngressError;
 pub use runtime::Ingress;

@@ -124,7 +124,18 @@ pub(crate) struct Pool {
     pub(crate) name: Arc<str>,
     pub(crate) config: PoolConfig,
     pub(crate) backends: Vec<Arc<Backend>>,
+    pub(crate) upstream: Upstream,
     next: AtomicUsize,
+}
+
+/// How connections to a pool's backends are made.
+#[derive(Debug, Clone)]
+pub(crate) enum Upstream {
+    Plain,
+    Tls(Arc<crate::upstream_tls::UpstreamTls>),
+    /// TLS that could not be set up (its CA file vanished after validation): every connect
+    /// fails with this, rather than falling back to plain text.
+    Broken(Arc<str>),
 }
 
 /// Backends already tried for this request, by index (only the first 64 are tracked, which is
@@ -161,7 +172,17 @@ impl Pool {
                     .unwrap_or_else(|| Arc::new(Backend::new(*addr)))
             })
             .collect();
-        Pool { name: name.into(), config, backends, next: AtomicUsize::new(0) }
+        let upstream = match &config.tls {
+            None => Upstream::Plain,
+            Some(tls) => match crate::upstream_tls::UpstreamTls::new(name, tls) {
+                Ok(tls) => Upstream::Tls(Arc::new(tls)),
+                Err(err) => {
+                    tracing::error!(pool = name, error = %err, "backend TLS cannot be set up");
+                    Upstream::Broken(err.to_string().into())
+                }
+            },
+        };
+        Pool { name: name.into(), config, backends, upstream, next: AtomicUsize::new(0) }
     }
 
     /// Picks a backend that is healthy, not ejected and not yet tried. When every backend is
@@ -206,6 +227,7 @@ mod tests {
             http2: false,
             health_check: None,
             ejection: EjectionConfig::default(),
+            tls: None,
         };
         Pool::new("p", config, None)
     }

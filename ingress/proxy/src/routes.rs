@@ -131,6 +131,7 @@ mod tests {
                 http2: false,
                 health_check: None,
                 ejection: EjectionConfig::default(),
+                tls: None,
             };
             Some(Arc::new(Pool::new(name, config, None)))
         })

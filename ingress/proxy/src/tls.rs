@@ -111,7 +111,7 @@ fn certified_key(
     Ok(Arc::new(certified))
 }
 
-fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, IngressError> {
+pub(crate) fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, IngressError> {
     let bytes =
         std::fs::read(path).map_err(|source| IngressError::ReadFile { path: path.to_owned(), source })?;
     let chain = CertificateDer::pem_slice_iter(&bytes)

@@ -217,6 +217,11 @@ fn validate_endpoint(endpoint: &EndpointConfig, pools: &BTreeMap<String, PoolCon
         (EndpointProtocol::Tcp, Some(pool)) if !pools.contains_key(pool) => {
             Err(format!("endpoint {name:?}: pool {pool:?} is not defined"))
         }
+        (EndpointProtocol::Tcp, Some(pool)) if pools.get(pool).is_some_and(|p| p.tls.is_some()) => {
+            Err(format!(
+                "endpoint {name:?}: pool {pool:?} speaks TLS to its backends, which a tcp endpoint does not"
+            ))
+        }
         (EndpointProtocol::Http | EndpointProtocol::Https, Some(_)) => {
             Err(format!("endpoint {name:?}: http endpoints choose pools through routes, not `pool`"))
         }
@@ -249,6 +254,18 @@ pub(crate) fn validate_pool(name: &str, pool: &PoolConfig) -> Result<(), String>
     }
     if pool.ejection.consecutive_failures == 0 {
         return Err(format!("pool {name:?}: ejection.consecutive_failures must be at least 1"));
+    }
+    if let Some(tls) = &pool.tls {
+        if pool.http2 {
+            return Err(format!(
+                "pool {name:?}: tls is for HTTP/1.1 backends; it cannot be combined with http2"
+            ));
+        }
+        if pool.health_check.as_ref().is_some_and(|check| check.kind == HealthCheckKind::Http) {
+            return Err(format!("pool {name:?}: http health checks do not speak TLS; use type: tcp"));
+        }
+        // Reads the CA file now, so a missing or bad one is refused with the configuration.
+        crate::upstream_tls::UpstreamTls::new(name, tls).map_err(|e| e.to_string())?;
     }
     Ok(())
 }

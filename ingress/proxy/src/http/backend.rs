@@ -15,10 +15,9 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpSocket, TcpStream};
 
 use super::body::RequestBody;
-use crate::pool::Backend;
+use crate::pool::{Backend, Upstream};
 
 /// A connection idle longer than this is not reused (the backend may be about to close it).
 const MAX_IDLE: Duration = Duration::from_secs(60);
@@ -98,13 +97,14 @@ impl Drop for Reuse {
 /// A reused connection the backend closed meanwhile is replaced without counting a failure.
 pub(crate) async fn send(
     backend: &Arc<Backend>,
+    upstream: &Upstream,
     mut request: Request<RequestBody>,
     connect_timeout: Duration,
 ) -> Result<(Response<Incoming>, Option<Reuse>), BackendError> {
     loop {
         let (mut sender, reused) = match backend.idle.take() {
             Some(sender) => (sender, true),
-            None => (connect(backend, connect_timeout).await?, false),
+            None => (connect(backend, upstream, connect_timeout).await?, false),
         };
         // Not ready after the previous response means the connection is closing; a fresh
         // one that fails here reports its error from the send below.
@@ -125,22 +125,13 @@ pub(crate) async fn send(
     }
 }
 
-async fn connect(backend: &Backend, timeout: Duration) -> Result<SendRequest<RequestBody>, BackendError> {
-    let addr = backend.addr;
-    let stream = tokio::time::timeout(timeout, async {
-        let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
-        // Finds backends that vanished without a FIN on long-idle pooled connections.
-        socket.set_keepalive(true)?;
-        socket.connect(addr).await
-    })
-    .await
-    .map_err(|_| BackendError::Connect(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")))?
-    .map_err(BackendError::Connect)?;
-    handshake(stream).await
-}
-
-async fn handshake(stream: TcpStream) -> Result<SendRequest<RequestBody>, BackendError> {
-    stream.set_nodelay(true).map_err(BackendError::Connect)?;
+async fn connect(
+    backend: &Backend,
+    upstream: &Upstream,
+    timeout: Duration,
+) -> Result<SendRequest<RequestBody>, BackendError> {
+    let stream =
+        super::h1::connect_backend(backend.addr, upstream, timeout).await.map_err(BackendError::Connect)?;
     let (sender, connection) =
         http1::Builder::new().handshake(TokioIo::new(stream)).await.map_err(BackendError::Http)?;
     // The connection runs as its own task, as hyper's client expects: driving it from the

@@ -119,7 +119,9 @@ pub(crate) async fn handle(
         let sent = if to_h2 {
             ep.shared.clients.h2.request(outgoing).await.map(|r| (r, None)).map_err(SendError::H2)
         } else {
-            backend::send(&backend, outgoing, ep.shared.timeouts.connect).await.map_err(SendError::H1)
+            backend::send(&backend, &pool.upstream, outgoing, ep.shared.timeouts.connect)
+                .await
+                .map_err(SendError::H1)
         };
         match sent {
             Ok((mut response, reuse)) => {

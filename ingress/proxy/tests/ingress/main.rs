@@ -12,4 +12,5 @@ mod load;
 mod support;
 mod tcp;
 mod tls;
+mod upstream_tls;
 mod websocket;

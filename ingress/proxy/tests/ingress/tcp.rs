@@ -87,6 +87,7 @@ async fn node_ingress_endpoints_come_and_go_at_runtime() {
         http2: false,
         health_check: None,
         ejection: Default::default(),
+        tls: None,
     };
     ingress.upsert_pool("mz1/node0/tcp/22", pool).unwrap();
     let endpoint = EndpointConfig {

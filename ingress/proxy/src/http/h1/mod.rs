@@ -33,9 +33,9 @@ use self::head::{Framing, HeadError, Verdict};
 use super::HttpEndpoint;
 use super::headers::Client;
 use crate::metrics::ProxyError;
-use crate::pool::{Backend, Pool, Tried};
+use crate::pool::{Backend, Pool, Tried, Upstream};
 
-pub(crate) use self::streams::IdleStreams;
+pub(crate) use self::streams::{BackendStream, IdleStreams, connect as connect_backend};
 
 /// How many backends one request may try (the first plus retries).
 const MAX_ATTEMPTS: usize = 3;
@@ -280,7 +280,7 @@ impl<I: ClientIo> Conn<'_, I> {
             tried.add(index);
             let backend = backend.clone();
             let _in_flight = backend.start();
-            let result = self.forward(&backend, &request, buffered, replayable).await;
+            let result = self.forward(&backend, &pool.upstream, &request, buffered, replayable).await;
             match result {
                 Ok(relayed) => {
                     backend.record_success();
@@ -337,6 +337,7 @@ impl<I: ClientIo> Conn<'_, I> {
     async fn forward(
         &mut self,
         backend: &Arc<Backend>,
+        upstream: &Upstream,
         request: &head::Request,
         buffered: u64,
         replayable: bool,
@@ -344,11 +345,11 @@ impl<I: ClientIo> Conn<'_, I> {
         let idle = self.ep.shared.timeouts.idle;
         let (mut stream, mut reused) = match backend.streams.take() {
             Some(stream) => (stream, true),
-            None => (self.connect(backend).await?, false),
+            None => (self.connect(backend, upstream).await?, false),
         };
         let mut response = BytesMut::with_capacity(READ_SIZE);
         let parsed = loop {
-            let result = match stream.write_all(&self.head).await {
+            let result = match write_flushed(&mut stream, &self.head).await {
                 Ok(()) => self.send_body_rest(&mut stream, request, buffered).await,
                 Err(_) if reused => Err(Failure::Stale),
                 Err(err) => Err(Failure::Backend { connect: false, error: err.to_string() }),
@@ -361,7 +362,7 @@ impl<I: ClientIo> Conn<'_, I> {
                 // The backend closed a pooled connection as we picked it (it cannot have seen
                 // the request): send it again on a new one, without blaming the backend.
                 Err(Failure::Stale) if reused && replayable => {
-                    stream = self.connect(backend).await?;
+                    stream = self.connect(backend, upstream).await?;
                     reused = false;
                 }
                 other => break other?,
@@ -370,8 +371,8 @@ impl<I: ClientIo> Conn<'_, I> {
         self.relay(stream, response, parsed, request, backend).await
     }
 
-    async fn connect(&self, backend: &Backend) -> Result<TcpStream, Failure> {
-        streams::connect(backend.addr, self.ep.shared.timeouts.connect)
+    async fn connect(&self, backend: &Backend, upstream: &Upstream) -> Result<BackendStream, Failure> {
+        streams::connect(backend.addr, upstream, self.ep.shared.timeouts.connect)
             .await
             .map_err(|err| Failure::Backend { connect: true, error: err.to_string() })
     }
@@ -379,7 +380,7 @@ impl<I: ClientIo> Conn<'_, I> {
     /// Streams the part of the request body not yet read from the client.
     async fn send_body_rest(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut BackendStream,
         request: &head::Request,
         buffered: u64,
     ) -> Result<(), Failure> {
@@ -397,8 +398,7 @@ impl<I: ClientIo> Conn<'_, I> {
                 Ok(Err(err)) => return Err(Failure::Client(err)),
                 Err(_) => return Err(Failure::Client(io::ErrorKind::TimedOut.into())),
             };
-            stream
-                .write_all(&chunk[..n])
+            write_flushed(stream, &chunk[..n])
                 .await
                 .map_err(|err| Failure::Backend { connect: false, error: err.to_string() })?;
             left -= n as u64;
@@ -409,7 +409,7 @@ impl<I: ClientIo> Conn<'_, I> {
     /// Sends the response head and body to the client; interim (1xx) heads first.
     async fn relay(
         &mut self,
-        mut stream: TcpStream,
+        mut stream: BackendStream,
         mut response: BytesMut,
         mut parsed: head::Response,
         request: &head::Request,
@@ -556,8 +556,14 @@ impl<I: ClientIo> Conn<'_, I> {
 
 /// Reads from `stream` into `buf` until a whole response head is there, parses it, and
 /// writes the head for the client into `out`.
+/// Writes `bytes` and flushes them (TLS holds written bytes until then).
+async fn write_flushed(stream: &mut BackendStream, bytes: &[u8]) -> io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
+}
+
 async fn read_response_head(
-    stream: &mut TcpStream,
+    stream: &mut BackendStream,
     buf: &mut BytesMut,
     request: &head::Request,
     idle: Duration,

@@ -1,11 +1,65 @@
-//! Plain TCP connections to backends for the fast path, kept per backend for reuse.
+//! Connections to backends (plain TCP, or TLS for pools that ask for it), kept per backend
+//! for reuse.
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Mutex;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
+
+use crate::pool::Upstream;
+
+/// A connection to a backend.
+#[derive(Debug)]
+pub(crate) enum BackendStream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl BackendStream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            BackendStream::Plain(stream) => stream,
+            BackendStream::Tls(stream) => stream.get_ref().0,
+        }
+    }
+}
+
+impl AsyncRead for BackendStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            BackendStream::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            BackendStream::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for BackendStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            BackendStream::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
+            BackendStream::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            BackendStream::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            BackendStream::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            BackendStream::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            BackendStream::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
 
 /// A connection idle longer than this is not reused (the backend may be about to close it).
 const MAX_IDLE: Duration = Duration::from_secs(60);
@@ -14,7 +68,7 @@ const MAX_IDLE_PER_BACKEND: usize = 512;
 
 /// A backend's idle connections, most recently used last.
 #[derive(Default)]
-pub(crate) struct IdleStreams(Mutex<Vec<(TcpStream, Instant)>>);
+pub(crate) struct IdleStreams(Mutex<Vec<(BackendStream, Instant)>>);
 
 impl std::fmt::Debug for IdleStreams {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -23,23 +77,23 @@ impl std::fmt::Debug for IdleStreams {
 }
 
 impl IdleStreams {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(TcpStream, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(BackendStream, Instant)>> {
         // A push or pop cannot leave the list inconsistent.
         self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The most recently used connection that is still open.
-    pub(crate) fn take(&self) -> Option<TcpStream> {
+    pub(crate) fn take(&self) -> Option<BackendStream> {
         let mut idle = self.lock();
         while let Some((stream, since)) = idle.pop() {
-            if since.elapsed() < MAX_IDLE && is_quiet(&stream) {
+            if since.elapsed() < MAX_IDLE && is_quiet(stream.tcp()) {
                 return Some(stream);
             }
         }
         None
     }
 
-    pub(crate) fn put(&self, stream: TcpStream) {
+    pub(crate) fn put(&self, stream: BackendStream) {
         let now = Instant::now();
         let mut idle = self.lock();
         // The oldest connections sit at the bottom when traffic never needs them; close those
@@ -53,22 +107,35 @@ impl IdleStreams {
     }
 }
 
-/// An idle connection has nothing to read: a FIN (the backend closed it) or stray bytes mean
-/// it cannot carry another request.
+/// An idle connection has nothing to read: a FIN (the backend closed it), a TLS alert or
+/// stray bytes mean it cannot carry another request. Peeked, not read, so a TLS session's
+/// bytes stay where rustls expects them.
 fn is_quiet(stream: &TcpStream) -> bool {
     let mut probe = [0u8; 1];
-    matches!(stream.try_read(&mut probe), Err(err) if err.kind() == io::ErrorKind::WouldBlock)
+    let mut probe = ReadBuf::new(&mut probe);
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    stream.poll_peek(&mut cx, &mut probe).is_pending()
 }
 
-pub(crate) async fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
-    let stream = tokio::time::timeout(timeout, async {
+/// Connects to `addr`, with TLS when `upstream` asks for it.
+pub(crate) async fn connect(
+    addr: SocketAddr,
+    upstream: &Upstream,
+    timeout: Duration,
+) -> io::Result<BackendStream> {
+    let connecting = async {
         let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
         // Finds backends that vanished without a FIN on long-idle pooled connections.
         socket.set_keepalive(true)?;
-        socket.connect(addr).await
-    })
-    .await
-    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
-    stream.set_nodelay(true)?;
-    Ok(stream)
+        let stream = socket.connect(addr).await?;
+        stream.set_nodelay(true)?;
+        match upstream {
+            Upstream::Plain => Ok(BackendStream::Plain(stream)),
+            Upstream::Tls(tls) => Ok(BackendStream::Tls(Box::new(tls.connect(stream, addr).await?))),
+            Upstream::Broken(reason) => Err(io::Error::other(format!("backend TLS is not set up: {reason}"))),
+        }
+    };
+    tokio::time::timeout(timeout, connecting)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))?
 }
