@@ -6,8 +6,9 @@
 //! per request, a task switch to the backend connection's own task, and two 8 KiB buffers held
 //! while a connection waits. Here the heads are parsed in place and copied with their
 //! hop-by-hop and forwarding headers fixed (`head.rs`), bodies pass through unchanged
-//! (`chunked.rs` only finds where a chunked one ends), and a connection between requests holds
-//! no buffer at all: it waits for readability first.
+//! (`chunked.rs` only finds where a chunked one ends; `relay.rs` moves them), backend
+//! connections are pooled plain TCP or TLS (`streams.rs`), and a connection between requests
+//! holds no buffer at all: it waits for readability first.
 //!
 //! Everything else — HTTP/2, HTTP/1.0, upgrades, `Expect`, chunked request bodies,
 //! absolute-form targets, gRPC, pools of HTTP/2 backends — is handed to the hyper path
@@ -15,6 +16,7 @@
 
 mod chunked;
 mod head;
+mod relay;
 mod streams;
 
 use std::future::Future;
@@ -28,8 +30,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use self::chunked::Chunked;
-use self::head::{Framing, HeadError, Verdict};
+use self::head::{HeadError, Verdict};
 use super::HttpEndpoint;
 use super::headers::Client;
 use crate::metrics::ProxyError;
@@ -349,13 +350,15 @@ impl<I: ClientIo> Conn<'_, I> {
         };
         let mut response = BytesMut::with_capacity(READ_SIZE);
         let parsed = loop {
-            let result = match write_flushed(&mut stream, &self.head).await {
+            let result = match relay::write_flushed(&mut stream, &self.head).await {
                 Ok(()) => self.send_body_rest(&mut stream, request, buffered).await,
                 Err(_) if reused => Err(Failure::Stale),
                 Err(err) => Err(Failure::Backend { connect: false, error: err.to_string() }),
             };
             let result = match result {
-                Ok(()) => read_response_head(&mut stream, &mut response, request, idle, &mut self.head).await,
+                Ok(()) => {
+                    relay::read_response_head(&mut stream, &mut response, request, idle, &mut self.head).await
+                }
                 Err(failure) => Err(failure),
             };
             match result {
@@ -375,127 +378,6 @@ impl<I: ClientIo> Conn<'_, I> {
         streams::connect(backend.addr, upstream, self.ep.shared.timeouts.connect)
             .await
             .map_err(|err| Failure::Backend { connect: true, error: err.to_string() })
-    }
-
-    /// Streams the part of the request body not yet read from the client.
-    async fn send_body_rest(
-        &mut self,
-        stream: &mut BackendStream,
-        request: &head::Request,
-        buffered: u64,
-    ) -> Result<(), Failure> {
-        let mut left = request.body_len - buffered;
-        if left == 0 {
-            return Ok(());
-        }
-        let idle = self.ep.shared.timeouts.idle;
-        let mut chunk = vec![0u8; READ_SIZE];
-        while left > 0 {
-            let want = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-            let n = match tokio::time::timeout(idle, self.io.read(&mut chunk[..want])).await {
-                Ok(Ok(0)) => return Err(Failure::Client(io::ErrorKind::UnexpectedEof.into())),
-                Ok(Ok(n)) => n,
-                Ok(Err(err)) => return Err(Failure::Client(err)),
-                Err(_) => return Err(Failure::Client(io::ErrorKind::TimedOut.into())),
-            };
-            write_flushed(stream, &chunk[..n])
-                .await
-                .map_err(|err| Failure::Backend { connect: false, error: err.to_string() })?;
-            left -= n as u64;
-        }
-        Ok(())
-    }
-
-    /// Sends the response head and body to the client; interim (1xx) heads first.
-    async fn relay(
-        &mut self,
-        mut stream: BackendStream,
-        mut response: BytesMut,
-        mut parsed: head::Response,
-        request: &head::Request,
-        backend: &Arc<Backend>,
-    ) -> Result<Relayed, Failure> {
-        let idle = self.ep.shared.timeouts.idle;
-        while parsed.interim {
-            self.write_client().await?;
-            response.advance(parsed.head_len);
-            parsed = match head::response(&response, request.is_head, request.close, &mut self.head) {
-                Ok(Some(next)) => next,
-                _ => read_response_head(&mut stream, &mut response, request, idle, &mut self.head)
-                    .await
-                    .map_err(|failure| match failure {
-                        Failure::Backend { error, .. } => Failure::BackendMidResponse(error),
-                        other => other,
-                    })?,
-            };
-        }
-        response.advance(parsed.head_len);
-        // The body bytes that came with the head go out with it.
-        let mut chunked = Chunked::default();
-        let (first, mut done) = match parsed.framing {
-            Framing::Empty => (0, true),
-            Framing::Length(len) => {
-                let first = len.min(response.len() as u64);
-                (first as usize, first == len)
-            }
-            Framing::Chunked => match chunked.feed(&response) {
-                Ok(Some(end)) => (end, true),
-                Ok(None) => (response.len(), false),
-                Err(err) => return Err(Failure::BackendMidResponse(err.to_string())),
-            },
-            Framing::UntilClose => (response.len(), false),
-        };
-        self.head.extend_from_slice(&response[..first]);
-        // Bytes past the end of the response mean the backend is out of step: do not reuse.
-        let mut clean = first == response.len();
-        self.write_client().await?;
-        let mut left = match parsed.framing {
-            Framing::Length(len) => len - first as u64,
-            _ => 0,
-        };
-        let mut buf = response;
-        while !done {
-            buf.clear();
-            if buf.capacity() < READ_SIZE {
-                buf.reserve(READ_SIZE);
-            }
-            let n = match tokio::time::timeout(idle, stream.read_buf(&mut buf)).await {
-                Ok(Ok(0)) if parsed.framing == Framing::UntilClose => {
-                    done = true;
-                    clean = false;
-                    continue;
-                }
-                Ok(Ok(0)) => return Err(Failure::BackendMidResponse("closed mid-body".into())),
-                Ok(Ok(n)) => n,
-                Ok(Err(err)) => return Err(Failure::BackendMidResponse(err.to_string())),
-                Err(_) => return Err(Failure::BackendMidResponse("timed out mid-body".into())),
-            };
-            let take = match parsed.framing {
-                Framing::Length(_) => {
-                    let take = (n as u64).min(left);
-                    left -= take;
-                    done = left == 0;
-                    take as usize
-                }
-                Framing::Chunked => match chunked.feed(&buf) {
-                    Ok(Some(end)) => {
-                        done = true;
-                        end
-                    }
-                    Ok(None) => n,
-                    Err(err) => return Err(Failure::BackendMidResponse(err.to_string())),
-                },
-                _ => n,
-            };
-            clean = take == n;
-            self.io.write_all(&buf[..take]).await.map_err(Failure::Client)?;
-        }
-        self.io.flush().await.map_err(Failure::Client)?;
-        let keep_alive = parsed.framing != Framing::UntilClose;
-        if clean && parsed.reusable {
-            backend.streams.put(stream);
-        }
-        Ok(Relayed { status: parsed.status, keep_alive })
     }
 
     async fn write_client(&mut self) -> Result<(), Failure> {
@@ -550,49 +432,6 @@ impl<I: ClientIo> Conn<'_, I> {
                 backend = %backend.map_or_else(|| "-".to_owned(), |b| b.to_string()),
                 micros = elapsed.as_micros() as u64,
             );
-        }
-    }
-}
-
-/// Reads from `stream` into `buf` until a whole response head is there, parses it, and
-/// writes the head for the client into `out`.
-/// Writes `bytes` and flushes them (TLS holds written bytes until then).
-async fn write_flushed(stream: &mut BackendStream, bytes: &[u8]) -> io::Result<()> {
-    stream.write_all(bytes).await?;
-    stream.flush().await
-}
-
-async fn read_response_head(
-    stream: &mut BackendStream,
-    buf: &mut BytesMut,
-    request: &head::Request,
-    idle: Duration,
-    out: &mut Vec<u8>,
-) -> Result<head::Response, Failure> {
-    let failed = |error: String| Failure::Backend { connect: false, error };
-    loop {
-        if !buf.is_empty() {
-            match head::response(buf, request.is_head, request.close, out) {
-                Ok(Some(parsed)) => return Ok(parsed),
-                Ok(None) if buf.len() >= super::MAX_HEADER_BYTES => {
-                    return Err(failed("response head too large".into()));
-                }
-                Ok(None) => {}
-                Err(err) => return Err(failed(err.to_string())),
-            }
-        }
-        if buf.capacity() - buf.len() < 1024 {
-            buf.reserve(READ_SIZE);
-        }
-        match tokio::time::timeout(idle, stream.read_buf(buf)).await {
-            Ok(Ok(0)) if buf.is_empty() => return Err(Failure::Stale),
-            Ok(Ok(0)) => return Err(failed("closed in the response head".into())),
-            Ok(Ok(_)) => {}
-            Ok(Err(err)) if buf.is_empty() && err.kind() == io::ErrorKind::ConnectionReset => {
-                return Err(Failure::Stale);
-            }
-            Ok(Err(err)) => return Err(failed(err.to_string())),
-            Err(_) => return Err(failed("no response in time".into())),
         }
     }
 }
