@@ -8,8 +8,8 @@
 //! is dropped (and closed) instead.
 
 use std::io;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -19,50 +19,8 @@ use hyper_util::rt::TokioIo;
 use super::body::RequestBody;
 use crate::pool::{Backend, Upstream};
 
-/// A connection idle longer than this is not reused (the backend may be about to close it).
-const MAX_IDLE: Duration = Duration::from_secs(60);
-/// Idle connections kept per backend; more are closed when they come back.
-const MAX_IDLE_PER_BACKEND: usize = 512;
-
-/// A backend's idle connections, most recently used last.
-#[derive(Default)]
-pub(crate) struct IdleConns(Mutex<Vec<(SendRequest<RequestBody>, Instant)>>);
-
-impl std::fmt::Debug for IdleConns {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IdleConns").finish_non_exhaustive()
-    }
-}
-
-impl IdleConns {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(SendRequest<RequestBody>, Instant)>> {
-        // A push or pop cannot leave the list inconsistent.
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn take(&self) -> Option<SendRequest<RequestBody>> {
-        let mut idle = self.lock();
-        while let Some((sender, since)) = idle.pop() {
-            if !sender.is_closed() && since.elapsed() < MAX_IDLE {
-                return Some(sender);
-            }
-        }
-        None
-    }
-
-    fn put(&self, sender: SendRequest<RequestBody>) {
-        let now = Instant::now();
-        let mut idle = self.lock();
-        // The oldest connections sit at the bottom when traffic never needs them; close those
-        // the backend may be about to close anyway.
-        if idle.first().is_some_and(|(_, since)| now.duration_since(*since) >= MAX_IDLE) {
-            idle.remove(0);
-        }
-        if idle.len() < MAX_IDLE_PER_BACKEND {
-            idle.push((sender, now));
-        }
-    }
-}
+/// A backend's idle hyper connections.
+pub(crate) type IdleConns = super::idle::IdleList<SendRequest<RequestBody>>;
 
 /// Why a request could not be sent to a backend.
 #[derive(Debug, thiserror::Error)]
@@ -102,7 +60,7 @@ pub(crate) async fn send(
     connect_timeout: Duration,
 ) -> Result<(Response<Incoming>, Option<Reuse>), BackendError> {
     loop {
-        let (mut sender, reused) = match backend.idle.take() {
+        let (mut sender, reused) = match backend.idle.take(|sender| !sender.is_closed()) {
             Some(sender) => (sender, true),
             None => (connect(backend, upstream, connect_timeout).await?, false),
         };

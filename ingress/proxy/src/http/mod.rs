@@ -7,6 +7,7 @@ mod body;
 mod forward;
 mod h1;
 pub(crate) mod headers;
+mod idle;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

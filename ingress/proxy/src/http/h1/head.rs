@@ -86,11 +86,7 @@ pub(crate) fn request(
         if name.eq_ignore_ascii_case(b"connection") {
             connection.read(field.value);
         } else if name.eq_ignore_ascii_case(b"content-length") {
-            let len = parse_length(field.value).ok_or(HeadError::BadLength)?;
-            if body_len.is_some_and(|seen| seen != len) {
-                return Err(HeadError::BadLength);
-            }
-            body_len = Some(len);
+            body_len = Some(merge_length(body_len, field.value)?);
         } else if name.eq_ignore_ascii_case(b"host") {
             if host.is_some() {
                 return Err(HeadError::Malformed(httparse::Error::HeaderValue));
@@ -198,11 +194,7 @@ pub(crate) fn response(
         if name.eq_ignore_ascii_case(b"connection") {
             connection.read(field.value);
         } else if name.eq_ignore_ascii_case(b"content-length") {
-            let len = parse_length(field.value).ok_or(HeadError::BadLength)?;
-            if length.is_some_and(|seen| seen != len) {
-                return Err(HeadError::BadLength);
-            }
-            length = Some(len);
+            length = Some(merge_length(length, field.value)?);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             // Only the last coding decides the framing.
             chunked = Some(last_token(field.value).eq_ignore_ascii_case(b"chunked"));
@@ -350,6 +342,15 @@ fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
+}
+
+/// One more Content-Length field: valid, and the same as any seen before (two different
+/// lengths are how one message is smuggled inside another).
+fn merge_length(seen: Option<u64>, value: &[u8]) -> Result<u64, HeadError> {
+    match parse_length(value) {
+        Some(len) if seen.is_none_or(|seen| seen == len) => Ok(len),
+        _ => Err(HeadError::BadLength),
+    }
 }
 
 /// A Content-Length value: digits only (no sign, no list), at most 19 of them.

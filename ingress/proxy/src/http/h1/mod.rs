@@ -344,7 +344,7 @@ impl<I: ClientIo> Conn<'_, I> {
         replayable: bool,
     ) -> Result<Relayed, Failure> {
         let idle = self.ep.shared.timeouts.idle;
-        let (mut stream, mut reused) = match backend.streams.take() {
+        let (mut stream, mut reused) = match backend.streams.take(BackendStream::is_quiet) {
             Some(stream) => (stream, true),
             None => (self.connect(backend, upstream).await?, false),
         };

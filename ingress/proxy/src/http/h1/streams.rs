@@ -4,9 +4,8 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Mutex;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
@@ -61,55 +60,18 @@ impl AsyncWrite for BackendStream {
     }
 }
 
-/// A connection idle longer than this is not reused (the backend may be about to close it).
-const MAX_IDLE: Duration = Duration::from_secs(60);
-/// Idle connections kept per backend; more are closed when they come back.
-const MAX_IDLE_PER_BACKEND: usize = 512;
+/// A backend's idle fast-path connections.
+pub(crate) type IdleStreams = crate::http::idle::IdleList<BackendStream>;
 
-/// A backend's idle connections, most recently used last.
-#[derive(Default)]
-pub(crate) struct IdleStreams(Mutex<Vec<(BackendStream, Instant)>>);
-
-impl std::fmt::Debug for IdleStreams {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IdleStreams").finish_non_exhaustive()
+impl BackendStream {
+    /// An idle connection has nothing to read: a FIN (the backend closed it), a TLS alert or
+    /// stray bytes mean it cannot carry another request. Peeked, not read, so a TLS session's
+    /// bytes stay where rustls expects them.
+    pub(crate) fn is_quiet(&self) -> bool {
+        is_quiet(self.tcp())
     }
 }
 
-impl IdleStreams {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(BackendStream, Instant)>> {
-        // A push or pop cannot leave the list inconsistent.
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// The most recently used connection that is still open.
-    pub(crate) fn take(&self) -> Option<BackendStream> {
-        let mut idle = self.lock();
-        while let Some((stream, since)) = idle.pop() {
-            if since.elapsed() < MAX_IDLE && is_quiet(stream.tcp()) {
-                return Some(stream);
-            }
-        }
-        None
-    }
-
-    pub(crate) fn put(&self, stream: BackendStream) {
-        let now = Instant::now();
-        let mut idle = self.lock();
-        // The oldest connections sit at the bottom when traffic never needs them; close those
-        // the backend may be about to close anyway.
-        if idle.first().is_some_and(|(_, since)| now.duration_since(*since) >= MAX_IDLE) {
-            idle.remove(0);
-        }
-        if idle.len() < MAX_IDLE_PER_BACKEND {
-            idle.push((stream, now));
-        }
-    }
-}
-
-/// An idle connection has nothing to read: a FIN (the backend closed it), a TLS alert or
-/// stray bytes mean it cannot carry another request. Peeked, not read, so a TLS session's
-/// bytes stay where rustls expects them.
 fn is_quiet(stream: &TcpStream) -> bool {
     let mut probe = [0u8; 1];
     let mut probe = ReadBuf::new(&mut probe);
