@@ -19,7 +19,7 @@ for tool in ceph-fuse setpriv umount; do
 done
 
 # Build first, so the cluster is not kept waiting for the compiler.
-cargo test -p trellis-volumes --test cephfs --no-run
+cargo test --workspace --test cephfs --no-run
 
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/trellis-cephfs.XXXXXX")
 # The tests mount below DIR and write there as unprivileged users, who must be able to reach
@@ -42,6 +42,6 @@ CONF=$(scripts/ceph-up.sh "$DIR")
 t1=$(now)
 echo "run-cephfs: cluster up in $(secs "$t0" "$t1") s ($CONF)" >&2
 
-TRELLIS_TEST_CEPH_CONF=$CONF cargo test -p trellis-volumes --test cephfs -- --include-ignored "$@"
+TRELLIS_TEST_CEPH_CONF=$CONF cargo test --workspace --test cephfs -- --include-ignored "$@"
 t2=$(now)
 echo "run-cephfs: tests took $(secs "$t1" "$t2") s" >&2
