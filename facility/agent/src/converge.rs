@@ -51,25 +51,9 @@ fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::Internal(format!("{what} {}: {e}", path.display()))
 }
 
-/// crun 1.8 cannot run containers on a hybrid cgroup layout with controllers on v2; say so
-/// (and how to fix it) before anything is built.
+/// Refuses, with the fix, a host whose cgroup layout crun cannot run containers on.
 pub(crate) fn check_host() -> Result<(), Error> {
-    let pure_v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
-    let on_v2 = std::fs::read_to_string("/sys/fs/cgroup/unified/cgroup.controllers").unwrap_or_default();
-    hybrid_cgroup_problem(pure_v2, &on_v2).map_or(Ok(()), |m| Err(Error::FailedPrecondition(m)))
-}
-
-/// The complaint about a cgroup layout crun refuses, if it is one.
-fn hybrid_cgroup_problem(pure_v2: bool, controllers_on_v2: &str) -> Option<String> {
-    let controllers = controllers_on_v2.trim();
-    if pure_v2 || controllers.is_empty() {
-        return None;
-    }
-    Some(format!(
-        "crun refuses this host's hybrid cgroup layout while controllers ({controllers}) are enabled on cgroup v2 \
-         (/sys/fs/cgroup/unified); move them to v1 first, e.g. `mkdir -p /sys/fs/cgroup/hugetlb && \
-         mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb` (scripts/setup.sh does this)"
-    ))
+    trellis_crun::check_host().map_err(|e| Error::FailedPrecondition(e.to_string()))
 }
 
 pub(crate) fn write_file(path: &Path, contents: &[u8]) -> Result<(), Error> {
@@ -117,7 +101,7 @@ async fn unplug(nodes: &[(String, String)]) -> Result<(), Error> {
             script.push_str(&format!("netns del {ns}\n"));
         }
     }
-    cmd::ip_batch(None, &script).await.map_err(Error::from)
+    cmd::ip_batch(None, &script).await
 }
 
 fn netns_exists(ns: &str) -> bool {
@@ -429,18 +413,4 @@ async fn start_node(dir: &Path, plan: &Plan, n: usize) -> Result<Running, StartE
     let running = container::start(&node.netns, &bundle).await?;
     write_file(&bundle.join("running"), running.to_line().as_bytes())?;
     Ok(running)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hybrid_cgroups_with_v2_controllers_are_refused_with_the_fix() {
-        assert_eq!(hybrid_cgroup_problem(true, "cpu memory"), None);
-        assert_eq!(hybrid_cgroup_problem(false, "\n"), None);
-        let message = hybrid_cgroup_problem(false, "hugetlb\n").unwrap();
-        assert!(message.contains("(hugetlb)"), "{message}");
-        assert!(message.contains("mount -t cgroup -o hugetlb"), "{message}");
-    }
 }

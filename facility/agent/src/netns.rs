@@ -11,8 +11,7 @@ use std::path::Path;
 
 use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
 
-/// Where `ip netns` keeps its named namespaces.
-pub(crate) const NETNS_DIR: &str = "/run/netns";
+pub(crate) use trellis_crun::NETNS_DIR;
 
 /// Moves the current thread into the named network namespace.
 pub(crate) fn enter(netns: &str) -> io::Result<()> {

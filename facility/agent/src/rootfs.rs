@@ -6,29 +6,13 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{PermissionsExt, chown, symlink};
+use std::os::unix::fs::{PermissionsExt, chown};
 use std::path::Path;
 
+use trellis_crun::skeleton::{self, mkdir};
 use trellis_types::Error;
 
 use crate::plan::Plan;
-
-/// Host files a node built on the host's `/usr` needs in its own `/etc`.
-const HOST_ETC: &[&str] = &[
-    "ld.so.cache",
-    "ld.so.conf",
-    "ld.so.conf.d",
-    "localtime",
-    "profile",
-    "bash.bashrc",
-    "inputrc",
-    "protocols",
-    "services",
-    "shells",
-    "login.defs",
-    "ssh/ssh_config",
-    "ssh/moduli",
-];
 
 const HOST_KEY: &str = "ssh_host_ed25519_key";
 
@@ -52,62 +36,18 @@ fn internal(e: io::Error) -> Error {
     Error::Internal(format!("writing a node's files: {e}"))
 }
 
-fn mkdir(path: &Path, mode: u32) -> io::Result<()> {
-    fs::create_dir_all(path)?;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-}
-
-/// Copies a file, directory tree or symlink as it is.
-fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
-    let meta = fs::symlink_metadata(from)?;
-    if meta.file_type().is_symlink() {
-        let _ = fs::remove_file(to);
-        symlink(fs::read_link(from)?, to)
-    } else if meta.is_dir() {
-        fs::create_dir_all(to)?;
-        fs::set_permissions(to, meta.permissions())?;
-        for entry in fs::read_dir(from)? {
-            let entry = entry?;
-            copy_tree(&entry.path(), &to.join(entry.file_name()))?;
-        }
-        Ok(())
-    } else {
-        fs::copy(from, to).map(drop)
-    }
-}
-
-/// Creates an empty disk: the directory skeleton, the merged-/usr links, and a base `/etc`
-/// (the image's, or the few host files a node on the host's `/usr` needs).
+/// Creates an empty disk: the root skeleton, and a base `/etc` (the image's, or the few
+/// host files a node on the host's `/usr` needs).
 pub(crate) fn create_disk(disk: &Path, image: Option<&Path>) -> io::Result<()> {
-    mkdir(disk, 0o755)?;
-    for dir in
-        ["etc/ssh", "home", "usr", "opt", "srv", "mnt", "var/lib", "var/log", "proc", "sys", "dev", "run"]
-    {
-        mkdir(&disk.join(dir), 0o755)?;
-    }
-    mkdir(&disk.join("root"), 0o700)?;
-    mkdir(&disk.join("tmp"), 0o1777)?;
-    mkdir(&disk.join("var/tmp"), 0o1777)?;
     let usr = image.map_or_else(|| Path::new("/usr").to_path_buf(), |i| i.join("usr"));
-    for dir in ["bin", "sbin", "lib", "lib32", "lib64", "libx32"] {
-        if usr.join(dir).is_dir() {
-            symlink(format!("usr/{dir}"), disk.join(dir))?;
-        }
-    }
+    skeleton::create(disk, &usr, &[])?;
     match image {
-        Some(image) if image.join("etc").is_dir() => copy_tree(&image.join("etc"), &disk.join("etc"))?,
-        Some(_) => {}
-        None => {
-            mkdir(&disk.join("etc/alternatives"), 0o755)?;
-            for name in HOST_ETC {
-                let from = Path::new("/etc").join(name);
-                if fs::symlink_metadata(&from).is_ok() {
-                    copy_tree(&from, &disk.join("etc").join(name))?;
-                }
-            }
+        Some(image) if image.join("etc").is_dir() => {
+            skeleton::copy_tree(&image.join("etc"), &disk.join("etc"))
         }
+        Some(_) => Ok(()),
+        None => skeleton::copy_host_etc(disk),
     }
-    Ok(())
 }
 
 /// Writes `contents` to `path` through a temporary file and a rename, so readers (sshd)

@@ -166,7 +166,7 @@ async fn plug(
     }
     let script =
         format!("addr replace {}/{prefix} dev {iface}\nlink set dev {iface} up\n", attachment.address);
-    cmd::ip_batch(Some(netns), &script).await.map_err(Error::from)
+    cmd::ip_batch(Some(netns), &script).await
 }
 
 /// Deletes an XDC's host end (the kernel removes its other end with it).
@@ -176,7 +176,7 @@ async fn unplug(veth: &str) -> Result<(), Error> {
     }
     match cmd::run("ip", &["link", "del", "dev", veth], None).await {
         // Its namespace may have vanished meanwhile, taking the pair along.
-        Err(e) if link_exists(veth) => Err(e.into()),
+        Err(e) if link_exists(veth) => Err(e),
         _ => Ok(()),
     }
 }

@@ -13,12 +13,10 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use trellis_crun::NETNS_DIR;
 
 use super::cmd;
 use crate::RuntimeError;
-
-/// Where `ip netns` keeps its named namespaces.
-pub(crate) const NETNS_DIR: &str = "/run/netns";
 
 /// The names of one XDC's pieces on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]

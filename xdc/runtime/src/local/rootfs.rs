@@ -8,61 +8,16 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{PermissionsExt, chown, symlink};
+use std::os::unix::fs::{PermissionsExt, chown};
 use std::path::Path;
+
+use trellis_crun::skeleton::{self, mkdir};
 
 use crate::files::{self, LOCAL};
 use crate::{RuntimeError, VolumeRef, XdcSpec};
 
-/// Host files a root built on the host's `/usr` needs in its own `/etc`.
-const HOST_ETC: &[&str] = &[
-    "ld.so.cache",
-    "ld.so.conf",
-    "ld.so.conf.d",
-    "localtime",
-    "profile",
-    "bash.bashrc",
-    "inputrc",
-    "protocols",
-    "services",
-    "shells",
-    "login.defs",
-    "mime.types",
-    "ssh/ssh_config",
-    "ssh/moduli",
-    // Debian's Python reads its site customisation from here (Jupyter).
-    "python3",
-    "python3.11",
-    "python3.12",
-    "python3.13",
-];
-
 fn failed(what: &str, path: &Path, e: io::Error) -> RuntimeError {
     RuntimeError::Failed(format!("{what} {}: {e}", path.display()))
-}
-
-fn mkdir(path: &Path, mode: u32) -> io::Result<()> {
-    fs::create_dir_all(path)?;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-}
-
-/// Copies a file, directory tree or symlink as it is.
-fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
-    let meta = fs::symlink_metadata(from)?;
-    if meta.file_type().is_symlink() {
-        let _ = fs::remove_file(to);
-        symlink(fs::read_link(from)?, to)
-    } else if meta.is_dir() {
-        fs::create_dir_all(to)?;
-        fs::set_permissions(to, meta.permissions())?;
-        for entry in fs::read_dir(from)? {
-            let entry = entry?;
-            copy_tree(&entry.path(), &to.join(entry.file_name()))?;
-        }
-        Ok(())
-    } else {
-        fs::copy(from, to).map(drop)
-    }
 }
 
 /// Creates the skeleton once: directories, the merged-/usr links and the host's base `/etc`
@@ -73,40 +28,8 @@ pub(crate) fn ensure_skeleton(root: &Path) -> Result<(), RuntimeError> {
         return Ok(());
     }
     let create = || -> io::Result<()> {
-        mkdir(root, 0o755)?;
-        for dir in [
-            "etc/ssh/authorized_keys",
-            "etc/alternatives",
-            "home",
-            "project",
-            "usr",
-            "opt",
-            "srv",
-            "mnt",
-            "var/lib",
-            "var/log",
-            "proc",
-            "sys",
-            "dev",
-            "run",
-        ] {
-            mkdir(&root.join(dir), 0o755)?;
-        }
-        mkdir(&root.join("root"), 0o700)?;
-        mkdir(&root.join("tmp"), 0o1777)?;
-        mkdir(&root.join("var/tmp"), 0o1777)?;
-        for dir in ["bin", "sbin", "lib", "lib32", "lib64", "libx32"] {
-            let link = root.join(dir);
-            if Path::new("/usr").join(dir).is_dir() && fs::symlink_metadata(&link).is_err() {
-                symlink(format!("usr/{dir}"), link)?;
-            }
-        }
-        for name in HOST_ETC {
-            let from = Path::new("/etc").join(name);
-            if fs::symlink_metadata(&from).is_ok() {
-                copy_tree(&from, &root.join("etc").join(name))?;
-            }
-        }
+        skeleton::create(root, Path::new("/usr"), &["etc/ssh/authorized_keys", "project"])?;
+        skeleton::copy_host_etc(root)?;
         fs::write(&marker, "")
     };
     create().map_err(|e| failed("creating the XDC root", root, e))
