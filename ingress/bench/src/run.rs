@@ -265,6 +265,41 @@ fn print_table(results: &[(&str, Vec<Sample>)], duration: u64, reps: usize) {
             if s.errors.is_empty() { "-" } else { &s.errors }
         );
     }
+    print_paired(results);
+}
+
+/// Each Trellis repetition against the HAProxy repetition of the same mode in the same round:
+/// the two ran minutes apart at most, so slow drifts of the machine cancel out of the ratio.
+fn print_paired(results: &[(&str, Vec<Sample>)]) {
+    let samples_of = |name: &str| results.iter().find(|(n, _)| *n == name).map(|(_, s)| s);
+    let mut rows = Vec::new();
+    for mode in ["http", "tls", "tcp"] {
+        let (Some(trellis), Some(hap)) =
+            (samples_of(&format!("trellis_{mode}")), samples_of(&format!("hap_{mode}")))
+        else {
+            continue;
+        };
+        let ratios = |value: fn(&Sample) -> f64| -> String {
+            let r: Vec<f64> = trellis.iter().zip(hap).map(|(t, h)| value(t) / value(h)).collect();
+            let (lo, hi) = r.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+            format!("{:.2} ({lo:.2}–{hi:.2})", median(r))
+        };
+        rows.push(format!(
+            "| {mode} | {} | {} | {} |",
+            ratios(|s| s.rps),
+            ratios(|s| s.p99_ms),
+            ratios(|s| s.cpu_us_per_request)
+        ));
+    }
+    if rows.is_empty() {
+        return;
+    }
+    println!("\nTrellis / HAProxy, repetition by repetition (median, min–max):\n");
+    println!("| mode | req/s | p99 | server CPU µs/req |");
+    println!("|---|---|---|---|");
+    for row in rows {
+        println!("{row}");
+    }
 }
 
 /// Raises the open-file limit (as root past the hard limit, for 10,000 idle connections on
