@@ -65,19 +65,19 @@ fn dependencies_point_inward() {
         | "trellis-testkit"
         | "trellis-blobs"
         | "trellis-facility-api"
-        | "trellis-xdc-runtime" => 0,
+        | "trellis-crun" => 0,
         "trellis-identity"
         | "trellis-compiler"
         | "trellis-embed"
         | "trellis-credentials"
         | "trellis-pki"
         | "trellis-facility"
+        | "trellis-xdc-runtime"
         | "trellis-nat"
-        | "trellis-volumes"
         | "trellis-jump"
         | "trellis-xdc-proxy"
         | "trellis-topology" => 1,
-        "trellis-workspace" | "trellis-model" | "trellis-ingress" => 2,
+        "trellis-workspace" | "trellis-model" | "trellis-ingress" | "trellis-volumes" => 2,
         "trellis-realize" => 3,
         "trellis-materialize" => 4,
         "trellis-xdc" | "trellis-ingress-controller" => 5,
