@@ -20,8 +20,8 @@ pub struct IngressController;
 
 impl IngressController {
     /// Loads the configuration, starts the proxy, applies the NAT (when the configuration has
-    /// a `nat` section), and starts following the file, SIGHUP and the store's node ingress
-    /// records. When `cancel` fires: the NAT is removed (established connections keep their
+    /// a `nat` section), and starts following the file, SIGHUP, the store's node ingress
+    /// records and the health of `forward: kernel` backends. When `cancel` fires: the NAT is removed (established connections keep their
     /// translation), the proxy drains, and [`RunningIngress::stopped`] resolves.
     ///
     /// Fails when the configuration is missing or invalid, an endpoint cannot bind, or the NAT
@@ -36,7 +36,9 @@ impl IngressController {
         let cancel = cancel.child_token();
         let ingress = Ingress::start(base.clone(), cancel.clone()).await.map_err(ControllerError::Ingress)?;
         let mut nat = Nat::default();
-        if let Err(err) = nat.apply(base.nat.as_ref()).await {
+        // Subscribed before the first apply, so no health change can fall between the two.
+        let nat_changes = ingress.nat_changes();
+        if let Err(err) = nat.apply(ingress.nat().as_ref()).await {
             cancel.cancel();
             ingress.stopped().await;
             return Err(ControllerError::Nat(err));
@@ -48,12 +50,14 @@ impl IngressController {
             options.node_backend.clone(),
             cancel.clone(),
         ));
-        let reloader = Arc::new(Reloader::new(options.config_path.clone(), nodes.clone(), text, nat));
+        let reloader =
+            Arc::new(Reloader::new(options.config_path.clone(), ingress.clone(), nodes.clone(), text, nat));
         let (synced_tx, synced) = watch::channel(0);
 
         let tasks = TaskTracker::new();
         tasks.spawn(crate::watch::run(options.store.clone(), nodes.clone(), synced_tx, cancel.clone()));
         tasks.spawn(retry(nodes.clone(), options.node_ingress.retry_every, cancel.clone()));
+        tasks.spawn(reload::follow_nat(reloader.clone(), nat_changes, cancel.clone()));
         if options.config_path.is_some() {
             if let Some(every) = options.poll_every {
                 tasks.spawn(reload::poll(reloader.clone(), every, cancel.clone()));

@@ -1,5 +1,6 @@
-//! The NAT side: applying the configuration's `nat` section with `trellis-nat`, changing or
-//! removing it on reload, and removing it on shutdown.
+//! The NAT side: applying what the proxy asks for (`Ingress::nat`: the configuration's `nat`
+//! section plus the `forward: kernel` endpoints with their healthy backends) with
+//! `trellis-nat`, following reloads and health changes, and removing it on shutdown.
 //!
 //! `nft` runs on a blocking thread, which inherits the network namespace of the thread that
 //! spawned it; a caller that runs the controller in a namespace runs its runtime there.
@@ -31,6 +32,15 @@ impl Nat {
         tracing::debug!(table = %wanted.table, ?outcome, "ingress NAT applied");
         self.applied = Some(wanted);
         Ok(())
+    }
+
+    /// As [`Nat::apply`], but nothing happens when `wanted` is what this process applied last
+    /// (health changes and node-route updates come often; most change no forward).
+    pub(crate) async fn follow(&mut self, wanted: Option<&NatConfig>) -> Result<(), NatError> {
+        if self.applied.as_ref() == wanted {
+            return Ok(());
+        }
+        self.apply(wanted).await
     }
 
     /// Removes the table this process applied.

@@ -138,6 +138,7 @@ pub fn default_config(https: SocketAddr, write_ca_to: Option<PathBuf>) -> Ingres
             pool: None,
             proxy_protocol: false,
             max_connections: 4096,
+            forward: Default::default(),
         }],
         ..IngressConfig::default()
     }

@@ -101,6 +101,7 @@ pub(crate) fn plan(
                 pool: Some(id.clone()),
                 proxy_protocol: false,
                 max_connections: options.max_connections.max(1),
+                forward: Default::default(),
             },
         },
         IngressProtocol::Udp => Plan::Udp { listen: gateway()?, backend },

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::{Mutex, watch};
 use tokio_util::sync::CancellationToken;
-use trellis_ingress::{ConfigError, IngressConfig};
+use trellis_ingress::{ConfigError, Ingress, IngressConfig};
 
 use crate::ControllerError;
 use crate::nat::Nat;
@@ -30,6 +30,7 @@ pub struct ReloadStatus {
 /// Applies configuration files, one at a time.
 pub(crate) struct Reloader {
     path: Option<PathBuf>,
+    ingress: Ingress,
     nodes: Arc<Nodes>,
     state: Mutex<State>,
     status: watch::Sender<ReloadStatus>,
@@ -43,10 +44,17 @@ struct State {
 }
 
 impl Reloader {
-    pub(crate) fn new(path: Option<PathBuf>, nodes: Arc<Nodes>, text: Option<String>, nat: Nat) -> Reloader {
+    pub(crate) fn new(
+        path: Option<PathBuf>,
+        ingress: Ingress,
+        nodes: Arc<Nodes>,
+        text: Option<String>,
+        nat: Nat,
+    ) -> Reloader {
         let state = State { last_text: text, nat, stopped: false };
         Reloader {
             path,
+            ingress,
             nodes,
             state: Mutex::new(state),
             status: watch::Sender::new(ReloadStatus::default()),
@@ -83,7 +91,7 @@ impl Reloader {
         state.last_text = Some(text.clone());
         let outcome = match parse(Some(path), &text) {
             Ok(config) => match self.nodes.reload(config.clone()) {
-                Ok(()) => state.nat.apply(config.nat.as_ref()).await.map_err(ControllerError::Nat),
+                Ok(()) => state.nat.apply(self.ingress.nat().as_ref()).await.map_err(ControllerError::Nat),
                 Err(err) => Err(ControllerError::Ingress(err)),
             },
             Err(err) => Err(err),
@@ -121,6 +129,18 @@ impl Reloader {
             s.attempts += 1;
             s.last_error = Some(message);
         });
+    }
+
+    /// Brings the NAT in line with what the proxy asks for now, when that changed (a backend
+    /// of a `forward: kernel` endpoint passed or failed its health checks).
+    pub(crate) async fn follow_nat(&self) {
+        let mut state = self.state.lock().await;
+        if state.stopped {
+            return;
+        }
+        if let Err(err) = state.nat.follow(self.ingress.nat().as_ref()).await {
+            tracing::error!(error = %chain(&err), "could not bring the ingress NAT in line; the previous NAT stays");
+        }
     }
 
     /// Removes the NAT and refuses further reloads.
@@ -178,6 +198,21 @@ pub(crate) async fn poll(reloader: Arc<Reloader>, every: Duration, cancel: Cance
         }
         // Failures are logged and recorded in the status by the reloader.
         let _ = reloader.reload(false).await;
+    }
+}
+
+/// Follows the proxy's NAT wishes: its `forward: kernel` backends come and go with health.
+pub(crate) async fn follow_nat(
+    reloader: Arc<Reloader>,
+    mut changes: watch::Receiver<u64>,
+    cancel: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            changed = changes.changed() => if changed.is_err() { return },
+        }
+        reloader.follow_nat().await;
     }
 }
 

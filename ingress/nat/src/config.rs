@@ -23,9 +23,33 @@ pub struct NatConfig {
     /// Set `net.ipv4.conf.all.route_localnet` when an anchor is a loopback address.
     #[serde(default = "default_true")]
     pub route_localnet: bool,
-    /// The mappings; an empty list means no table at all.
+    /// The mappings; with no mappings and no forwards there is no table at all.
     #[serde(default)]
     pub mappings: Vec<NatMapping>,
+    /// Connections the kernel forwards straight to backends, with no proxy in between. Not
+    /// read from YAML: the ingress controller fills this in from its `forward: kernel`
+    /// endpoints and the health of their pools, and renders it again when that changes.
+    #[serde(skip)]
+    pub forwards: Vec<NatForward>,
+}
+
+/// Connections to `listen` (and to every public address mapped onto it) sent by the kernel
+/// to one of `backends`, taking turns per connection.
+///
+/// The backend sees the client's own address, so it needs no PROXY protocol; in exchange its
+/// replies must route back through this host (true for backends on this host or on a bridge
+/// behind it), where conntrack undoes the translation. With no backends, connections go to
+/// `listen` itself, where nothing listens, and are refused.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatForward {
+    /// The address clients (or mappings) connect to; nothing needs to listen there.
+    pub listen: SocketAddr,
+    /// Where connections go, in turn; only the healthy ones.
+    pub backends: Vec<SocketAddr>,
+    /// The transport protocol; TCP unless stated.
+    #[serde(default)]
+    pub protocol: NatProtocol,
 }
 
 /// One public `address:port` forwarded to an anchor `address:port`.
@@ -64,7 +88,7 @@ impl NatProtocol {
 
 impl Default for NatConfig {
     fn default() -> Self {
-        NatConfig { table: default_table(), route_localnet: true, mappings: Vec::new() }
+        NatConfig { table: default_table(), route_localnet: true, mappings: Vec::new(), forwards: Vec::new() }
     }
 }
 
@@ -92,12 +116,35 @@ impl NatConfig {
                 )));
             }
         }
+        for (index, forward) in self.forwards.iter().enumerate() {
+            let at = || format!("forwards[{index}] ({} {})", forward.protocol.keyword(), forward.listen);
+            if forward.listen.port() == 0 || forward.backends.iter().any(|b| b.port() == 0) {
+                return Err(NatError::Invalid(format!("{}: port 0 is not a real port", at())));
+            }
+            if let Some(backend) = forward.backends.iter().find(|b| b.is_ipv4() != forward.listen.is_ipv4()) {
+                return Err(NatError::Invalid(format!(
+                    "{}: backend {backend} is of another address family",
+                    at()
+                )));
+            }
+            // A public address of a mapping is matched by the mapping's own rule.
+            if !seen.insert((forward.listen, forward.protocol)) {
+                return Err(NatError::Invalid(format!("{}: the address is mapped or forwarded twice", at())));
+            }
+        }
         Ok(())
     }
 
-    /// Whether any anchor is a loopback address (needs `route_localnet`).
+    /// Whether any packet may be translated to a loopback address (needs `route_localnet`).
     pub fn has_loopback_anchor(&self) -> bool {
-        self.mappings.iter().any(|m| m.anchor.ip().is_loopback())
+        let anchors = self.mappings.iter().map(|m| m.anchor);
+        let backends = self.forwards.iter().flat_map(|f| f.backends.iter().copied());
+        anchors.chain(backends).any(|addr| addr.ip().is_loopback())
+    }
+
+    /// Whether the configuration asks for any rule (otherwise there is no table).
+    pub fn is_empty(&self) -> bool {
+        self.mappings.is_empty() && self.forwards.is_empty()
     }
 }
 

@@ -55,7 +55,7 @@ impl NatController {
     }
 
     /// Makes the kernel's NAT match `config`: replaces the table atomically unless it already
-    /// holds exactly this configuration, and deletes it when `config` has no mappings.
+    /// holds exactly this configuration, and deletes it when `config` asks for no rule.
     pub fn apply(&self, config: &NatConfig) -> Result<ApplyOutcome, NatError> {
         if config.table != self.table {
             return Err(NatError::Invalid(format!(
@@ -64,7 +64,7 @@ impl NatController {
             )));
         }
         let rendered = render(config)?;
-        if config.mappings.is_empty() {
+        if config.is_empty() {
             return Ok(if self.remove()? { ApplyOutcome::Removed } else { ApplyOutcome::Unchanged });
         }
         if config.route_localnet && config.has_loopback_anchor() {

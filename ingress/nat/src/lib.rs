@@ -6,7 +6,8 @@
 //! reads, changes or deletes a table other than its own.
 //!
 //! # Layout
-//! - `config`: [`NatConfig`] and [`NatMapping`], the plain-data description (YAML or code).
+//! - `config`: [`NatConfig`], [`NatMapping`] and [`NatForward`], the plain-data description
+//!   (YAML or code; forwards, which follow backend health, only from code).
 //! - `render`: [`render`], config → `nft -f` script, pure and unit-tested.
 //! - `controller`: [`NatController`], which runs `nft` to apply the script in one transaction,
 //!   skips the apply when the table already holds exactly this configuration, and removes
@@ -30,7 +31,7 @@ mod controller;
 mod error;
 mod render;
 
-pub use config::{NatConfig, NatMapping, NatProtocol};
+pub use config::{NatConfig, NatForward, NatMapping, NatProtocol};
 pub use controller::{ApplyOutcome, NatController};
 pub use error::NatError;
 pub use render::{Rendered, render};

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use trellis_nat::NatConfig;
+use trellis_nat::{NatConfig, NatForward, NatProtocol};
 
 /// Everything the ingress serves.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -43,6 +43,28 @@ pub struct IngressConfig {
     /// The public-address NAT in front of the endpoints' anchors (see `trellis-nat`).
     #[serde(default)]
     pub nat: Option<NatConfig>,
+}
+
+impl IngressConfig {
+    /// The `nat` section with a forward for each `forward: kernel` endpoint, holding the
+    /// backends of its pool that `usable(pool, backend)` accepts; `None` without a `nat`
+    /// section.
+    pub fn nat_with_forwards(&self, usable: impl Fn(&str, SocketAddr) -> bool) -> Option<NatConfig> {
+        let mut nat = self.nat.clone()?;
+        nat.forwards = self
+            .endpoints
+            .iter()
+            .filter(|endpoint| endpoint.forward == Forward::Kernel)
+            .map(|endpoint| {
+                let pool = endpoint.pool.as_deref().unwrap_or_default();
+                let backends = self.pools.get(pool).map_or_else(Vec::new, |p| {
+                    p.backends.iter().copied().filter(|b| usable(pool, *b)).collect()
+                });
+                NatForward { listen: endpoint.listen, backends, protocol: NatProtocol::Tcp }
+            })
+            .collect();
+        Some(nat)
+    }
 }
 
 /// The admin listener.
@@ -115,6 +137,26 @@ pub struct EndpointConfig {
     /// Most connections held open at once; further clients wait in the kernel's backlog.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// For `tcp` endpoints: who carries the connections.
+    #[serde(default)]
+    pub forward: Forward,
+}
+
+/// Who carries a `tcp` endpoint's connections.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Forward {
+    /// The proxy accepts on `listen`, picks a backend and copies bytes both ways (with a
+    /// PROXY protocol header when asked). Backends anywhere the proxy can reach.
+    #[default]
+    Proxy,
+    /// Nothing listens: an nftables rule in the `nat` table translates each new connection
+    /// to `listen` (and to public addresses mapped onto it) to the pool's next healthy
+    /// backend, and the kernel carries the bytes. The backend sees the client's own address.
+    /// Needs a `nat` section, a fixed port, round-robin balancing, and backends whose
+    /// replies route back through this host (on this host, or on a bridge behind it).
+    /// `max_connections`, `timeouts.tcp_idle` and per-connection metrics do not apply.
+    Kernel,
 }
 
 /// What an endpoint speaks.

@@ -5,13 +5,20 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{HealthCheckConfig, HealthCheckKind};
 use crate::pool::{Backend, Pool};
 
 /// Runs the checks of `pool` until `cancel` fires.
-pub(crate) async fn run(pool: Arc<Pool>, check: HealthCheckConfig, cancel: CancellationToken) {
+/// Each flip bumps `changes`, since NAT forwards list only healthy backends.
+pub(crate) async fn run(
+    pool: Arc<Pool>,
+    check: HealthCheckConfig,
+    changes: watch::Sender<u64>,
+    cancel: CancellationToken,
+) {
     let mut streaks = vec![Streak::default(); pool.backends.len()];
     let mut interval = tokio::time::interval(check.interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -30,6 +37,7 @@ pub(crate) async fn run(pool: Arc<Pool>, check: HealthCheckConfig, cancel: Cance
                 } else {
                     tracing::warn!(pool = %pool.name, backend = %backend.addr, "backend failed its health checks");
                 }
+                changes.send_modify(|n| *n += 1);
             }
         }
     }

@@ -7,7 +7,8 @@
 //! WebSocket and other HTTP/1.1 upgrades; bodies streamed, never buffered; `Forwarded` and
 //! `X-Forwarded-*`; routes by host and path prefix; round-robin and least-connections balancing
 //! with active health checks and passive ejection; retries of idempotent bodiless requests on
-//! another backend; TCP forwarding with an optional PROXY protocol v2 header; hot updates of
+//! another backend; TCP forwarding with an optional PROXY protocol v2 header, or handed to
+//! the kernel as NAT rules that follow the backends' health (`forward: kernel`); hot updates of
 //! routes, pools and endpoints; an access log (tracing target `access`) and Prometheus metrics.
 //!
 //! What it is not: a cache, a WAF, or an authenticator. Authorization stays in the API server.
@@ -57,11 +58,11 @@ mod validate;
 
 pub use config::{
     AdminConfig, Balance, CertificateConfig, DevCaConfig, EjectionConfig, EndpointConfig, EndpointProtocol,
-    HealthCheckConfig, HealthCheckKind, IngressConfig, PoolConfig, RouteConfig, Timeouts, TlsConfig,
+    Forward, HealthCheckConfig, HealthCheckKind, IngressConfig, PoolConfig, RouteConfig, Timeouts, TlsConfig,
     UpstreamTlsConfig,
 };
 pub use error::IngressError;
 pub use runtime::Ingress;
 pub use tls::DevCa;
-pub use trellis_nat::{NatConfig, NatMapping, NatProtocol};
+pub use trellis_nat::{NatConfig, NatForward, NatMapping, NatProtocol};
 pub use validate::{ConfigError, Position};

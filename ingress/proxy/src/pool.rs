@@ -185,6 +185,11 @@ impl Pool {
         Pool { name: name.into(), config, backends, upstream, next: AtomicUsize::new(0) }
     }
 
+    /// Whether the backend at `addr` passes its health checks (`false` when it is not here).
+    pub(crate) fn is_healthy(&self, addr: SocketAddr) -> bool {
+        self.backends.iter().any(|b| b.addr == addr && b.is_healthy())
+    }
+
     /// Picks a backend that is healthy, not ejected and not yet tried. When every backend is
     /// ejected, a healthy one is used anyway ("panic mode"): ejection is a guess from a few
     /// failures, and refusing all traffic would turn a brief problem into an outage.

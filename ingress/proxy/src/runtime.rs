@@ -11,11 +11,14 @@ use arc_swap::ArcSwap;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{EndpointConfig, EndpointProtocol, IngressConfig, PoolConfig, RouteConfig, Timeouts};
+use crate::config::{
+    EndpointConfig, EndpointProtocol, Forward, IngressConfig, PoolConfig, RouteConfig, Timeouts,
+};
 use crate::error::IngressError;
 use crate::http::{HttpEndpoint, RequestBody};
 use crate::listener::{Handler, accept_loop};
@@ -25,6 +28,7 @@ use crate::routes::RouteTable;
 use crate::tcp::TcpEndpoint;
 use crate::validate::{self, ConfigError};
 use crate::{admin, health, io, tls};
+use trellis_nat::NatConfig;
 
 /// What every connection reads: the current routes and pools (swapped whole on change), the
 /// backend clients with their connection pools, and the metrics.
@@ -37,6 +41,8 @@ pub(crate) struct Shared {
     pub(crate) clients: Clients,
     pub(crate) metrics: Metrics,
     pub(crate) tracker: TaskTracker,
+    /// Bumped whenever what [`Ingress::nat`] returns may have changed.
+    pub(crate) nat_changes: watch::Sender<u64>,
 }
 
 impl Shared {
@@ -97,6 +103,9 @@ struct State {
     pools: BTreeMap<String, PoolEntry>,
     routes: BTreeMap<String, RouteConfig>,
     endpoints: BTreeMap<String, EndpointEntry>,
+    /// `forward: kernel` endpoints: nothing is bound for them; [`Ingress::nat`] renders them.
+    kernel_endpoints: BTreeMap<String, EndpointConfig>,
+    nat: Option<NatConfig>,
     admin: Option<SocketAddr>,
 }
 
@@ -136,6 +145,7 @@ impl Ingress {
             clients: Clients::new(&config.timeouts),
             metrics: Metrics::default(),
             tracker: TaskTracker::new(),
+            nat_changes: watch::Sender::new(0),
         });
         let ingress = Ingress {
             inner: Arc::new(Inner {
@@ -167,9 +177,34 @@ impl Ingress {
         self.inner.done.cancelled().await;
     }
 
-    /// The address an endpoint listens on (useful with port 0).
+    /// The address an endpoint listens on (useful with port 0); for a `forward: kernel`
+    /// endpoint, the address its NAT rules match.
     pub fn local_addr(&self, endpoint: &str) -> Option<SocketAddr> {
-        self.state().endpoints.get(endpoint).map(|e| e.addr)
+        let state = self.state();
+        let kernel = || state.kernel_endpoints.get(endpoint).map(|e| e.listen);
+        state.endpoints.get(endpoint).map(|e| e.addr).or_else(kernel)
+    }
+
+    /// The NAT this ingress wants applied now: the configuration's `nat` section, with the
+    /// `forward: kernel` endpoints as forwards to their pools' healthy backends. `None`
+    /// without a `nat` section. Applying it is the caller's job (it needs `CAP_NET_ADMIN`).
+    pub fn nat(&self) -> Option<NatConfig> {
+        let state = self.state();
+        let config = IngressConfig {
+            nat: state.nat.clone(),
+            endpoints: state.kernel_endpoints.values().cloned().collect(),
+            pools: state.pools.iter().map(|(name, e)| (name.clone(), e.pool.config.clone())).collect(),
+            ..IngressConfig::default()
+        };
+        config.nat_with_forwards(|pool, addr| {
+            state.pools.get(pool).is_some_and(|entry| entry.pool.is_healthy(addr))
+        })
+    }
+
+    /// Changes whenever [`Ingress::nat`] may return something new: a backend's health
+    /// flipped, or a configuration was applied.
+    pub fn nat_changes(&self) -> watch::Receiver<u64> {
+        self.inner.shared.nat_changes.subscribe()
     }
 
     /// The admin listener's address, when one is configured.
@@ -191,7 +226,9 @@ impl Ingress {
         let mut state = self.state();
         // Prepare everything that can fail before changing anything.
         let mut prepared = Vec::new();
-        for endpoint in &config.endpoints {
+        let (kernel, proxied): (Vec<&EndpointConfig>, Vec<&EndpointConfig>) =
+            config.endpoints.iter().partition(|e| e.forward == Forward::Kernel);
+        for endpoint in proxied.iter().copied() {
             match state.endpoints.get(&endpoint.name) {
                 Some(entry) if entry.config == *endpoint => {}
                 Some(entry) if same_socket(entry, endpoint) => {
@@ -219,8 +256,11 @@ impl Ingress {
             }
         }
         state.routes = config.routes.iter().map(|r| (r.id.clone(), r.clone())).collect();
+        state.kernel_endpoints = kernel.into_iter().map(|e| (e.name.clone(), e.clone())).collect();
+        state.nat = config.nat.clone();
         self.publish(&state);
-        let wanted: Vec<&str> = config.endpoints.iter().map(|e| e.name.as_str()).collect();
+        self.inner.shared.nat_changes.send_modify(|n| *n += 1);
+        let wanted: Vec<&str> = proxied.iter().map(|e| e.name.as_str()).collect();
         let removed: Vec<String> =
             state.endpoints.keys().filter(|name| !wanted.contains(&name.as_str())).cloned().collect();
         for name in removed {
@@ -254,10 +294,11 @@ impl Ingress {
         if let Some(route) = state.routes.values().find(|r| r.pool == name) {
             return Err(IngressError::InUse(format!("pool {name:?} is used by route {:?}", route.id)));
         }
-        if let Some(endpoint) = state.endpoints.values().find(|e| e.config.pool.as_deref() == Some(name)) {
+        let endpoints = state.endpoints.values().map(|e| &e.config).chain(state.kernel_endpoints.values());
+        if let Some(endpoint) = endpoints.clone().find(|e| e.pool.as_deref() == Some(name)) {
             return Err(IngressError::InUse(format!(
                 "pool {name:?} is used by endpoint {:?}",
-                endpoint.config.name
+                endpoint.name
             )));
         }
         let Some(entry) = state.pools.remove(name) else { return Ok(false) };
@@ -297,12 +338,21 @@ impl Ingress {
     /// Starts a new endpoint (for example a node-ingress TCP port) and returns its address.
     pub fn add_endpoint(&self, endpoint: EndpointConfig) -> Result<SocketAddr, IngressError> {
         let mut state = self.state();
-        if state.endpoints.contains_key(&endpoint.name) {
+        if state.endpoints.contains_key(&endpoint.name) || state.kernel_endpoints.contains_key(&endpoint.name)
+        {
             return Err(invalid(format!("endpoint {:?} already exists", endpoint.name)));
         }
+        if endpoint.forward == Forward::Kernel {
+            return Err(invalid(format!(
+                "endpoint {:?}: forward: kernel endpoints come with a configuration (apply), not one by one",
+                endpoint.name
+            )));
+        }
+        let proxied = state.endpoints.values().map(|e| e.config.clone());
         let mut config = IngressConfig {
             pools: state.pools.iter().map(|(name, e)| (name.clone(), e.pool.config.clone())).collect(),
-            endpoints: state.endpoints.values().map(|e| e.config.clone()).collect(),
+            endpoints: proxied.chain(state.kernel_endpoints.values().cloned()).collect(),
+            nat: state.nat.clone(),
             ..IngressConfig::default()
         };
         config.endpoints.push(endpoint.clone());
@@ -340,7 +390,8 @@ impl Ingress {
         let pool = Arc::new(Pool::new(name, config.clone(), previous.map(|p| &*p.pool)));
         let checker = config.health_check.clone().map(|check| {
             let token = self.inner.cancel.child_token();
-            tokio::spawn(health::run(pool.clone(), check, token.clone()));
+            let changes = self.inner.shared.nat_changes.clone();
+            tokio::spawn(health::run(pool.clone(), check, changes, token.clone()));
             token
         });
         PoolEntry { pool, checker }

@@ -9,7 +9,8 @@ use serde::de::IgnoredAny;
 use serde_saphyr::Spanned;
 
 use crate::config::{
-    EndpointConfig, EndpointProtocol, HealthCheckKind, IngressConfig, PoolConfig, RouteConfig,
+    Balance, EndpointConfig, EndpointProtocol, Forward, HealthCheckKind, IngressConfig, PoolConfig,
+    RouteConfig,
 };
 
 /// A line and column in the configuration file (both from 1).
@@ -178,7 +179,19 @@ pub(crate) fn validate(config: &IngressConfig) -> Result<(), Invalid> {
             return Err(Invalid::at(Site::Route(index), format!("route {:?} is defined twice", route.id)));
         }
     }
-    if let Some(nat) = &config.nat {
+    for (index, endpoint) in config.endpoints.iter().enumerate() {
+        if endpoint.forward == Forward::Kernel && config.nat.is_none() {
+            return Err(Invalid::at(
+                Site::Endpoint(index),
+                format!(
+                    "endpoint {:?}: forward: kernel is carried out by NAT rules, so it needs a `nat` section",
+                    endpoint.name
+                ),
+            ));
+        }
+    }
+    // With every backend in, which is the most the forwards will ever hold.
+    if let Some(nat) = config.nat_with_forwards(|_, _| true) {
         nat.validate().map_err(|e| Invalid::at(Site::Nat, e.to_string()))?;
     }
     Ok(())
@@ -212,6 +225,9 @@ fn validate_endpoint(endpoint: &EndpointConfig, pools: &BTreeMap<String, PoolCon
         }
         _ => {}
     }
+    if endpoint.forward == Forward::Kernel {
+        validate_kernel_forward(endpoint, pools)?;
+    }
     match (endpoint.protocol, &endpoint.pool) {
         (EndpointProtocol::Tcp, None) => Err(format!("endpoint {name:?}: a tcp endpoint needs a pool")),
         (EndpointProtocol::Tcp, Some(pool)) if !pools.contains_key(pool) => {
@@ -230,6 +246,38 @@ fn validate_endpoint(endpoint: &EndpointConfig, pools: &BTreeMap<String, PoolCon
         }
         _ => Ok(()),
     }
+}
+
+/// What the kernel cannot do that the proxy can.
+fn validate_kernel_forward(
+    endpoint: &EndpointConfig,
+    pools: &BTreeMap<String, PoolConfig>,
+) -> Result<(), String> {
+    let name = &endpoint.name;
+    if endpoint.protocol != EndpointProtocol::Tcp {
+        return Err(format!("endpoint {name:?}: forward: kernel is only for tcp endpoints"));
+    }
+    if endpoint.proxy_protocol {
+        return Err(format!(
+            "endpoint {name:?}: with forward: kernel the backend sees the client's own address, \
+             so proxy_protocol does not apply"
+        ));
+    }
+    if endpoint.listen.port() == 0 {
+        return Err(format!(
+            "endpoint {name:?}: forward: kernel needs a fixed port (nothing is bound to pick one)"
+        ));
+    }
+    if let Some(pool) = endpoint.pool.as_ref().and_then(|p| pools.get(p).map(|c| (p, c)))
+        && pool.1.balance != Balance::RoundRobin
+    {
+        return Err(format!(
+            "endpoint {name:?}: pool {:?} balances by least connections, which only the proxy \
+             can do; forward: kernel takes turns (round_robin)",
+            pool.0
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) fn validate_pool(name: &str, pool: &PoolConfig) -> Result<(), String> {
@@ -330,8 +378,11 @@ mod tests {
     #[test]
     fn the_example_configuration_is_valid() {
         let config = IngressConfig::from_yaml(include_str!("../../ingress.example.yml")).unwrap();
-        assert_eq!(config.endpoints.len(), 4);
-        assert_eq!(config.nat.unwrap().mappings.len(), 4);
+        assert_eq!(config.endpoints.len(), 5);
+        let nat = config.nat_with_forwards(|_, _| true).unwrap();
+        assert_eq!(nat.mappings.len(), 5);
+        assert_eq!(nat.forwards.len(), 1);
+        trellis_nat::render(&nat).unwrap();
     }
 
     #[test]
@@ -358,6 +409,47 @@ mod tests {
         let err = IngressConfig::from_yaml(yaml).unwrap_err();
         assert_eq!(err.position.map(|p| p.line), Some(3), "{err}");
         assert!(err.message.contains("pool \"p\" has no backends"), "{err}");
+    }
+
+    #[test]
+    fn kernel_forwarding_is_refused_where_the_kernel_cannot_do_it() {
+        let config = |endpoint: &str, balance: &str, nat: &str| {
+            format!(
+                "endpoints:\n  - {{ name: ssh, listen: \"127.0.1.3:2202\", pool: jump, forward: kernel, {endpoint} }}\n\
+                 pools:\n  jump: {{ backends: [\"127.0.0.1:2201\"], balance: {balance} }}\n{nat}"
+            )
+        };
+        let nat = "nat:\n  mappings: [{ public: \"198.18.0.1:22\", anchor: \"127.0.1.3:2202\" }]\n";
+        let ok = IngressConfig::from_yaml(&config("protocol: tcp", "round_robin", nat)).unwrap();
+        let forwards = ok.nat_with_forwards(|_, _| true).unwrap().forwards;
+        assert_eq!(forwards.len(), 1);
+        assert_eq!(forwards[0].backends, ["127.0.0.1:2201".parse().unwrap()]);
+        assert!(ok.nat_with_forwards(|_, _| false).unwrap().forwards[0].backends.is_empty());
+
+        let cases = [
+            (config("protocol: tcp", "round_robin", ""), "needs a `nat` section"),
+            (config("protocol: http", "round_robin", nat), "forward: kernel is only for tcp endpoints"),
+            (
+                config("protocol: tcp, proxy_protocol: true", "round_robin", nat),
+                "proxy_protocol does not apply",
+            ),
+            (config("protocol: tcp", "least_conn", nat), "only the proxy can do"),
+            (
+                config("protocol: tcp", "round_robin", nat)
+                    .replace("127.0.1.3:2202\", pool", "127.0.1.3:0\", pool"),
+                "needs a fixed port",
+            ),
+            (
+                config("protocol: tcp", "round_robin", nat)
+                    .replace("anchor: \"127.0.1.3:2202", "anchor: \"127.0.1.4:1")
+                    .replace("198.18.0.1:22", "127.0.1.3:2202"),
+                "mapped or forwarded twice",
+            ),
+        ];
+        for (yaml, expected) in cases {
+            let err = IngressConfig::from_yaml(&yaml).unwrap_err();
+            assert!(err.to_string().contains(expected), "{err} should say {expected:?}\n{yaml}");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::os::fd::AsFd as _;
 use std::process::Command;
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
 use trellis_ingress_controller::IngressController;
 use trellis_store::Store;
 
@@ -27,7 +28,7 @@ fn nat_is_applied_reloaded_and_removed_in_a_network_namespace() {
     }
     init_logs();
     let pid = std::process::id();
-    let net = TestNet::create(pid);
+    let net = TestNet::create(pid, "a");
     let table = format!("trellis_ctl_test_{pid}");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ingress.yml");
@@ -54,7 +55,7 @@ fn nat_is_applied_reloaded_and_removed_in_a_network_namespace() {
             let store: std::sync::Arc<dyn Store> = embedded_store(&store_dir);
             let mut options = options(store, None);
             options.config_path = Some(store_dir.join("ingress.yml"));
-            let cancel = tokio_util::sync::CancellationToken::new();
+            let cancel = CancellationToken::new();
             let running = IngressController::start(options, cancel.clone()).await.unwrap();
             to_test.send("started").unwrap();
             let mut status = running.reload_status();
@@ -97,6 +98,140 @@ fn nat_is_applied_reloaded_and_removed_in_a_network_namespace() {
     assert_eq!(ask_from(&net.client, &format!("{PUBLIC}:2022"), "gone"), None);
 }
 
+/// `forward: kernel` for real: no proxy in the path. A client in its own namespace reaches
+/// the public address and lands on the two backends in turn, which see the client's own
+/// address; a backend that stops is taken out of the rules by its failed health checks and
+/// put back when it returns; shutdown removes the table.
+#[test]
+fn kernel_forwarding_follows_backend_health_in_a_network_namespace() {
+    if !prerequisites_met() {
+        return;
+    }
+    init_logs();
+    let pid = std::process::id();
+    let net = TestNet::create(pid, "k");
+    let table = format!("trellis_ctl_kernel_{pid}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ingress.yml");
+    std::fs::write(
+        &path,
+        format!(
+            "endpoints:\n  - {{ name: ssh, listen: \"127.0.1.3:2202\", protocol: tcp, pool: jump, forward: kernel }}\n\
+             pools:\n  jump:\n    backends: [\"127.0.0.1:2201\", \"127.0.0.1:2203\"]\n\
+             \x20   health_check: {{ type: tcp, interval: 100ms, timeout: 1s, rise: 1, fall: 1 }}\n\
+             nat:\n  table: {table}\n  mappings:\n    - {{ public: \"{PUBLIC}:22\", anchor: \"127.0.1.3:2202\" }}\n"
+        ),
+    )
+    .unwrap();
+
+    let portal = net.portal.clone();
+    let (to_test, from_controller) = std::sync::mpsc::channel::<&'static str>();
+    let (to_controller, mut from_test) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
+    let store_dir = dir.path().to_owned();
+    let controller = std::thread::spawn(move || {
+        enter_netns(&portal);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            named_echo("127.0.0.1:2201", "one", CancellationToken::new()).await;
+            let mut two = CancellationToken::new();
+            named_echo("127.0.0.1:2203", "two", two.clone()).await;
+            let store: std::sync::Arc<dyn Store> = embedded_store(&store_dir);
+            let mut options = options(store, None);
+            options.config_path = Some(store_dir.join("ingress.yml"));
+            let cancel = CancellationToken::new();
+            let running = IngressController::start(options, cancel.clone()).await.unwrap();
+            to_test.send("started").unwrap();
+            loop {
+                match from_test.recv().await {
+                    Some("stop two") => {
+                        two.cancel();
+                        to_test.send("two stopped").unwrap();
+                    }
+                    Some("start two") => {
+                        two = CancellationToken::new();
+                        named_echo("127.0.0.1:2203", "two", two.clone()).await;
+                        to_test.send("two started").unwrap();
+                    }
+                    _ => break,
+                }
+            }
+            cancel.cancel();
+            patiently("the controller to stop", running.stopped()).await;
+            to_test.send("stopped").unwrap();
+        });
+    });
+    let wait = |what: &str| {
+        let got = from_controller.recv_timeout(PATIENCE).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(got, what);
+    };
+    wait("started");
+
+    let public = format!("{PUBLIC}:22");
+    let ask = |line: &str| ask_from(&net.client, &public, line);
+    // Turns are per new connection; both backends see the client's address, not the portal's.
+    let answers: Vec<_> = (0..4).map(|i| ask(&format!("hi{i}"))).collect();
+    for expected in ["one:198.18.7.1:hi", "two:198.18.7.1:hi"] {
+        assert!(
+            answers.iter().flatten().filter(|a| a.starts_with(expected)).count() == 2,
+            "{expected}… twice in {answers:?}"
+        );
+    }
+    assert!(output_in(&net.portal, "nft", &["list", "table", "inet", &table]).contains("numgen inc mod 2"));
+    // From the portal itself, the endpoint's own address leads to the backends too.
+    let local = ask_from(&net.portal, "127.0.1.3:2202", "local").unwrap_or_default();
+    assert!(local.starts_with("one:127.0.0.1:local") || local.starts_with("two:127.0.0.1:local"), "{local}");
+
+    to_controller.send("stop two").unwrap();
+    wait("two stopped");
+    let only_one = || (0..4).all(|_| ask("x").is_some_and(|a| a.starts_with("one:")));
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !only_one() {
+        assert!(std::time::Instant::now() < deadline, "the stopped backend stayed in the rules");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let listing = output_in(&net.portal, "nft", &["list", "table", "inet", &table]);
+    assert!(!listing.contains("2203") && listing.contains("127.0.0.1:2201"), "{listing}");
+
+    to_controller.send("start two").unwrap();
+    wait("two started");
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !(0..2).any(|_| ask("back").is_some_and(|a| a.starts_with("two:198.18.7.1:back"))) {
+        assert!(std::time::Instant::now() < deadline, "the backend never came back into the rules");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    to_controller.send("stop").unwrap();
+    wait("stopped");
+    controller.join().unwrap();
+    assert!(!output_in(&net.portal, "nft", &["list", "tables"]).contains(&table), "removed on shutdown");
+    assert_eq!(ask("gone"), None);
+}
+
+/// A line echo that answers `<name>:<client ip>:<line>`, until `stop` fires (then its port
+/// refuses connections).
+async fn named_echo(addr: &str, name: &'static str, stop: CancellationToken) {
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = stop.cancelled() => return,
+                accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => return },
+            };
+            tokio::spawn(async move {
+                use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+                let (read, mut write) = stream.into_split();
+                let mut lines = tokio::io::BufReader::new(read).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let answer = format!("{name}:{}:{line}\n", peer.ip());
+                    if write.write_all(answer.as_bytes()).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+}
+
 fn prerequisites_met() -> bool {
     let root = rustix::process::geteuid().is_root();
     let tools = ["nft", "ip"].iter().all(|tool| {
@@ -119,11 +254,14 @@ struct TestNet {
 }
 
 impl TestNet {
-    fn create(pid: u32) -> TestNet {
-        let net =
-            TestNet { client: format!("trellis-ictl-c-{pid}"), portal: format!("trellis-ictl-p-{pid}") };
+    /// `tag` tells apart the tests of one process, which run at the same time.
+    fn create(pid: u32, tag: &str) -> TestNet {
+        let net = TestNet {
+            client: format!("trellis-ictl-c{tag}-{pid}"),
+            portal: format!("trellis-ictl-p{tag}-{pid}"),
+        };
         net.delete();
-        let (veth_client, veth_portal) = (format!("tic{pid}"), format!("tip{pid}"));
+        let (veth_client, veth_portal) = (format!("tic{tag}{pid}"), format!("tip{tag}{pid}"));
         run("ip", &["netns", "add", &net.client]);
         run("ip", &["netns", "add", &net.portal]);
         run(

@@ -10,7 +10,11 @@ use crate::support::ingress;
 /// A TCP backend that reads a PROXY v2 header when `expect_header`, then answers one line with
 /// the client address it learned and echoes the rest.
 async fn backend(name: &'static str, expect_header: bool) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    backend_on("127.0.0.1:0".parse().unwrap(), name, expect_header).await
+}
+
+async fn backend_on(addr: SocketAddr, name: &'static str, expect_header: bool) -> SocketAddr {
+    let listener = TcpListener::bind(addr).await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((mut stream, peer)) = listener.accept().await {
@@ -98,6 +102,7 @@ async fn node_ingress_endpoints_come_and_go_at_runtime() {
         pool: Some("mz1/node0/tcp/22".into()),
         proxy_protocol: false,
         max_connections: 100,
+        forward: Default::default(),
     };
     let addr = ingress.add_endpoint(endpoint.clone()).unwrap();
     let (text, _) = session(addr).await;
@@ -118,4 +123,81 @@ async fn node_ingress_endpoints_come_and_go_at_runtime() {
     }
     assert!(refused, "the removed endpoint still accepts connections");
     cancel.cancel();
+}
+
+/// A `forward: kernel` endpoint binds nothing; what the ingress asks of the NAT follows the
+/// health of its pool's backends, and a reload can hand the endpoint back to the proxy.
+#[tokio::test]
+async fn kernel_forwarding_asks_the_nat_for_the_healthy_backends() {
+    let one = backend("one", false).await;
+    let two_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let two = two_listener.local_addr().unwrap();
+    let listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let yaml = |forward: &str| {
+        format!(
+            r#"
+endpoints:
+  - {{ name: ssh, listen: "{listen}", protocol: tcp, pool: jump, forward: {forward} }}
+pools:
+  jump:
+    backends: ["{one}", "{two}"]
+    health_check: {{ type: tcp, interval: 50ms, timeout: 500ms, rise: 1, fall: 1 }}
+nat:
+  mappings: [{{ public: "198.18.0.1:22", anchor: "{listen}" }}]
+"#
+        )
+    };
+    let (ingress, cancel) = ingress(&yaml("kernel"), &[]).await;
+    assert_eq!(ingress.local_addr("ssh"), Some(listen));
+    // Nothing listens there: the address is free for anyone else.
+    drop(std::net::TcpListener::bind(listen).expect("a kernel endpoint binds nothing"));
+
+    let backends = |ingress: &trellis_ingress::Ingress| {
+        let nat = ingress.nat().expect("the configuration has a nat section");
+        assert_eq!(nat.mappings.len(), 1);
+        assert_eq!(nat.forwards.len(), 1);
+        assert_eq!(nat.forwards[0].listen, listen);
+        nat.forwards[0].backends.clone()
+    };
+    let mut changes = ingress.nat_changes();
+    let wait_for = async |changes: &mut tokio::sync::watch::Receiver<u64>, wanted: Vec<SocketAddr>| {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while backends(&ingress) != wanted {
+            tokio::time::timeout_at(deadline, changes.changed())
+                .await
+                .unwrap_or_else(|_| panic!("the NAT never asked for {wanted:?}: {:?}", backends(&ingress)))
+                .unwrap();
+        }
+    };
+    // Both count as healthy until checked; the closed one then drops out.
+    drop(two_listener);
+    wait_for(&mut changes, vec![one]).await;
+    // Back when it listens again.
+    backend_on(two, "two", false).await;
+    wait_for(&mut changes, vec![one, two]).await;
+
+    let one_by_one = EndpointConfig {
+        name: "later".into(),
+        listen: "127.0.0.1:2299".parse().unwrap(),
+        protocol: EndpointProtocol::Tcp,
+        tls: None,
+        pool: Some("jump".into()),
+        proxy_protocol: false,
+        max_connections: 10,
+        forward: trellis_ingress::Forward::Kernel,
+    };
+    let refused = ingress.add_endpoint(one_by_one).unwrap_err().to_string();
+    assert!(refused.contains("come with a configuration"), "{refused}");
+    assert!(ingress.remove_pool("jump").is_err(), "the kernel endpoint still uses the pool");
+
+    // Handed back to the proxy: it binds and forwards; the NAT has no forward left.
+    let config = trellis_ingress::IngressConfig::from_yaml(&yaml("proxy")).unwrap();
+    ingress.apply(config).unwrap();
+    assert!(ingress.nat().unwrap().forwards.is_empty());
+    for _ in 0..2 {
+        let (text, _) = session(listen).await;
+        assert!(text.starts_with("one sees 127.0.0.1:") || text.starts_with("two sees 127.0.0.1:"), "{text}");
+    }
+    cancel.cancel();
+    ingress.stopped().await;
 }
