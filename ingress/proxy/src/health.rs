@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{HealthCheckConfig, HealthCheckKind};
-use crate::pool::{Backend, Pool};
+use crate::pool::{Backend, Pool, Upstream};
 
 /// Runs the checks of `pool` until `cancel` fires.
 /// Each flip bumps `changes`, since NAT forwards list only healthy backends.
@@ -27,7 +27,8 @@ pub(crate) async fn run(
             _ = cancel.cancelled() => return,
             _ = interval.tick() => {}
         }
-        let results = futures_join(pool.backends.iter().map(|b| probe(b.clone(), check.clone()))).await;
+        let probes = pool.backends.iter().map(|b| probe(b.clone(), check.clone(), pool.upstream.clone()));
+        let results = futures_join(probes).await;
         for ((backend, streak), ok) in pool.backends.iter().zip(&mut streaks).zip(results) {
             if let Some(healthy) = streak.record(ok, check.rise, check.fall)
                 && backend.set_healthy(healthy)
@@ -76,25 +77,41 @@ impl Streak {
     }
 }
 
-async fn probe(backend: Arc<Backend>, check: HealthCheckConfig) -> bool {
+/// One check of one backend. An http check of a pool reached over TLS is made over TLS the
+/// same way requests are (verified when the pool says so), so a backend whose certificate the
+/// proxy would refuse fails its checks too.
+async fn probe(backend: Arc<Backend>, check: HealthCheckConfig, upstream: Upstream) -> bool {
     let attempt = async {
-        let mut stream = TcpStream::connect(backend.addr).await.ok()?;
+        let stream = TcpStream::connect(backend.addr).await.ok()?;
         if check.kind == HealthCheckKind::Tcp {
             return Some(true);
         }
         stream.set_nodelay(true).ok()?;
-        let request = format!(
-            "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: trellis-ingress-health\r\nConnection: close\r\n\r\n",
-            check.path, backend.authority
-        );
-        stream.write_all(request.as_bytes()).await.ok()?;
-        // The status line is all we need: "HTTP/1.1 200 ...".
-        let mut head = [0u8; 12];
-        stream.read_exact(&mut head).await.ok()?;
-        let status = std::str::from_utf8(head.get(9..12)?).ok()?.parse::<u16>().ok()?;
-        Some(head.starts_with(b"HTTP/1.") && (200..400).contains(&status))
+        match upstream {
+            Upstream::Plain => ask(stream, &check, &backend).await,
+            Upstream::Tls(tls) => ask(tls.connect(stream, backend.addr).await.ok()?, &check, &backend).await,
+            Upstream::Broken(_) => None,
+        }
     };
     matches!(tokio::time::timeout(check.timeout, attempt).await, Ok(Some(true)))
+}
+
+/// `GET path`, and whether the status is 2xx or 3xx.
+async fn ask(
+    mut stream: impl AsyncRead + AsyncWrite + Unpin,
+    check: &HealthCheckConfig,
+    backend: &Backend,
+) -> Option<bool> {
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: trellis-ingress-health\r\nConnection: close\r\n\r\n",
+        check.path, backend.authority
+    );
+    stream.write_all(request.as_bytes()).await.ok()?;
+    // The status line is all we need: "HTTP/1.1 200 ...".
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).await.ok()?;
+    let status = std::str::from_utf8(head.get(9..12)?).ok()?.parse::<u16>().ok()?;
+    Some(head.starts_with(b"HTTP/1.") && (200..400).contains(&status))
 }
 
 #[cfg(test)]
@@ -137,9 +154,11 @@ mod tests {
             rise: 1,
             fall: 1,
         };
-        assert!(probe(up.clone(), check(HealthCheckKind::Http)).await);
-        assert!(probe(up, check(HealthCheckKind::Tcp)).await);
-        assert!(!probe(down.clone(), check(HealthCheckKind::Http)).await);
-        assert!(!probe(down, check(HealthCheckKind::Tcp)).await);
+        assert!(probe(up.clone(), check(HealthCheckKind::Http), Upstream::Plain).await);
+        assert!(probe(up.clone(), check(HealthCheckKind::Tcp), Upstream::Plain).await);
+        assert!(!probe(down.clone(), check(HealthCheckKind::Http), Upstream::Plain).await);
+        assert!(!probe(down, check(HealthCheckKind::Tcp), Upstream::Plain).await);
+        // TLS that could not be set up never passes an http check.
+        assert!(!probe(up, check(HealthCheckKind::Http), Upstream::Broken("no CA".into())).await);
     }
 }

@@ -309,9 +309,6 @@ pub(crate) fn validate_pool(name: &str, pool: &PoolConfig) -> Result<(), String>
                 "pool {name:?}: tls is for HTTP/1.1 backends; it cannot be combined with http2"
             ));
         }
-        if pool.health_check.as_ref().is_some_and(|check| check.kind == HealthCheckKind::Http) {
-            return Err(format!("pool {name:?}: http health checks do not speak TLS; use type: tcp"));
-        }
         // Reads the CA file now, so a missing or bad one is refused with the configuration.
         crate::upstream_tls::UpstreamTls::new(name, tls).map_err(|e| e.to_string())?;
     }
