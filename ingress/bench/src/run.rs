@@ -18,6 +18,11 @@ const HAPROXY_TCP: &str = "127.0.0.1:18082";
 const TRELLIS_HTTP: &str = "127.0.0.1:18091";
 const TRELLIS_TLS: &str = "127.0.0.1:18444";
 const TRELLIS_TCP: &str = "127.0.0.1:18092";
+/// A `forward: kernel` endpoint: nothing listens; nftables sends it to nginx.
+const TRELLIS_KERNEL: &str = "127.0.0.1:18093";
+/// The nftables table of the kernel path, present only while that path is measured, so the
+/// other paths run without connection tracking, as they would on a host without NAT.
+const BENCH_TABLE: &str = "trellis_ingress_bench";
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -42,7 +47,8 @@ pub struct RunArgs {
     /// Idle keep-alive connections held for the memory measurement (0 skips it).
     #[arg(long, default_value_t = 10_000)]
     idle_connections: usize,
-    /// Only these paths (direct, hap_http, hap_tls, hap_tcp, trellis_http, trellis_tls, trellis_tcp).
+    /// Only these paths (direct, direct_tracked, hap_http, hap_tls, hap_tcp, trellis_http,
+    /// trellis_tls, trellis_tcp, trellis_kernel).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -72,7 +78,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     write_certificates(work)?;
     std::fs::write(work.join("nginx/nginx.conf"), nginx_conf(work))?;
     std::fs::write(work.join("haproxy.cfg"), haproxy_cfg(work, args.haproxy_threads, haproxy_maxconn))?;
-    std::fs::write(work.join("ingress.yml"), ingress_yml(work))?;
+    let ingress_yml = ingress_yml(work);
+    std::fs::write(work.join("ingress.yml"), &ingress_yml)?;
+    let kernel_nat = trellis_ingress::IngressConfig::from_yaml(&ingress_yml)?
+        .nat_with_forwards(|_, _| true)
+        .context("the benchmark's configuration has a nat section")?;
 
     let nginx_conf = work.join("nginx/nginx.conf");
     let nginx = Server::start(
@@ -105,6 +115,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let nginx_pids = nginx.pids();
     let paths: Vec<(&str, String, Vec<u32>)> = vec![
         ("direct", format!("http://{NGINX}/index.html"), nginx_pids.clone()),
+        // Direct again, with the kernel path's table present: what connection tracking alone
+        // costs (a portal host with NAT in front tracks every connection anyway).
+        ("direct_tracked", format!("http://{NGINX}/index.html"), nginx_pids.clone()),
         (
             "hap_http",
             format!("http://{HAPROXY_HTTP}/index.html"),
@@ -135,6 +148,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             format!("http://{TRELLIS_TCP}/index.html"),
             [nginx_pids.clone(), trellis.pids()].concat(),
         ),
+        (
+            "trellis_kernel",
+            format!("http://{TRELLIS_KERNEL}/index.html"),
+            [nginx_pids.clone(), trellis.pids()].concat(),
+        ),
     ];
     let paths: Vec<_> = paths
         .into_iter()
@@ -145,6 +163,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         paths.iter().map(|(name, _, _)| (*name, Vec::new())).collect();
     for rep in 1..=args.reps {
         for (i, (name, url, pids)) in paths.iter().enumerate() {
+            let tracked = matches!(*name, "trellis_kernel" | "direct_tracked");
+            let _nat = if tracked { Some(KernelNat::apply(&kernel_nat)?) } else { None };
             let sample = measure(url, pids, args.duration)?;
             eprintln!(
                 "rep {rep} {name:<13} {:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  {:>5.1} µs/req {}",
@@ -167,6 +187,26 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     drop((trellis, haproxy, nginx));
     Ok(())
+}
+
+/// The kernel path's NAT table, applied with the code the ingress controller uses and removed
+/// when dropped.
+struct KernelNat(trellis_nat::NatController);
+
+impl KernelNat {
+    fn apply(nat: &trellis_nat::NatConfig) -> anyhow::Result<KernelNat> {
+        let controller = trellis_nat::NatController::for_config(nat)?;
+        controller.apply(nat).context("applying the kernel path's NAT (needs root and nft)")?;
+        Ok(KernelNat(controller))
+    }
+}
+
+impl Drop for KernelNat {
+    fn drop(&mut self) {
+        if let Err(err) = self.0.remove() {
+            eprintln!("could not remove nftables table {BENCH_TABLE}: {err}");
+        }
+    }
 }
 
 fn measure(url: &str, pids: &[u32], duration: u64) -> anyhow::Result<Sample> {
@@ -254,7 +294,8 @@ fn print_table(results: &[(&str, Vec<Sample>)], duration: u64, reps: usize) {
     println!("|---|---|---|---|---|---|---|---|");
     for (name, s) in &summary {
         let vs_direct = rps_of("direct").map_or("-".to_owned(), |d| format!("{:.2}", s.rps / d));
-        let peer = name.strip_prefix("trellis_").map(|mode| format!("hap_{mode}"));
+        // The kernel path stands in for HAProxy's tcp mode.
+        let peer = name.strip_prefix("trellis_").map(|mode| format!("hap_{}", mode.replace("kernel", "tcp")));
         let vs_hap = peer.and_then(|p| rps_of(&p)).map_or("-".to_owned(), |h| format!("{:.2}", s.rps / h));
         println!(
             "| {name} | {:.0} | {vs_direct} | {vs_hap} | {:.2} | {:.2} | {:.1} | {} |",
@@ -268,15 +309,22 @@ fn print_table(results: &[(&str, Vec<Sample>)], duration: u64, reps: usize) {
     print_paired(results);
 }
 
-/// Each Trellis repetition against the HAProxy repetition of the same mode in the same round:
-/// the two ran minutes apart at most, so slow drifts of the machine cancel out of the ratio.
+/// Each Trellis repetition against its peer's repetition in the same round (HAProxy in the
+/// same mode; for the kernel path also direct nginx): the two ran minutes apart at most, so
+/// slow drifts of the machine cancel out of the ratio.
 fn print_paired(results: &[(&str, Vec<Sample>)]) {
     let samples_of = |name: &str| results.iter().find(|(n, _)| *n == name).map(|(_, s)| s);
     let mut rows = Vec::new();
-    for mode in ["http", "tls", "tcp"] {
-        let (Some(trellis), Some(hap)) =
-            (samples_of(&format!("trellis_{mode}")), samples_of(&format!("hap_{mode}")))
-        else {
+    let pairs = [
+        ("http / HAProxy http", "trellis_http", "hap_http"),
+        ("TLS / HAProxy TLS", "trellis_tls", "hap_tls"),
+        ("tcp (proxy) / HAProxy tcp", "trellis_tcp", "hap_tcp"),
+        ("tcp (kernel) / HAProxy tcp", "trellis_kernel", "hap_tcp"),
+        ("tcp (kernel) / direct", "trellis_kernel", "direct"),
+        ("tcp (kernel) / direct, both tracked", "trellis_kernel", "direct_tracked"),
+    ];
+    for (mode, trellis, peer) in pairs {
+        let (Some(trellis), Some(hap)) = (samples_of(trellis), samples_of(peer)) else {
             continue;
         };
         let ratios = |value: fn(&Sample) -> f64| -> String {
@@ -294,8 +342,8 @@ fn print_paired(results: &[(&str, Vec<Sample>)]) {
     if rows.is_empty() {
         return;
     }
-    println!("\nTrellis / HAProxy, repetition by repetition (median, min–max):\n");
-    println!("| mode | req/s | p99 | server CPU µs/req |");
+    println!("\nTrellis / peer, repetition by repetition (median, min–max):\n");
+    println!("| Trellis / peer | req/s | p99 | server CPU µs/req |");
     println!("|---|---|---|---|");
     for row in rows {
         println!("{row}");
@@ -362,7 +410,9 @@ fn ingress_yml(work: &Path) -> String {
          \x20 - name: tls\n    listen: \"{TRELLIS_TLS}\"\n    protocol: https\n\
          \x20   tls: {{ certificates: [{{ names: [localhost], cert: \"{w}/cert.pem\", key: \"{w}/key.pem\" }}] }}\n\
          \x20 - {{ name: tcp, listen: \"{TRELLIS_TCP}\", protocol: tcp, pool: nginx }}\n\
+         \x20 - {{ name: kernel, listen: \"{TRELLIS_KERNEL}\", protocol: tcp, pool: nginx, forward: kernel }}\n\
          pools:\n  nginx: {{ backends: [\"{NGINX}\"] }}\n\
-         routes:\n  - {{ id: all, host: \"*\", pool: nginx }}\n"
+         routes:\n  - {{ id: all, host: \"*\", pool: nginx }}\n\
+         nat: {{ table: {BENCH_TABLE}, route_localnet: false }}\n"
     )
 }
