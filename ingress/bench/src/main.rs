@@ -3,7 +3,8 @@
 //! `shared/reference/baselines.md` measured them.
 //!
 //! - `run`: starts nginx, HAProxy and the proxy (this binary's `serve`), runs wrk against
-//!   each path (direct, HAProxy http/TLS/tcp, Trellis http/TLS/tcp), and prints req/s,
+//!   each path (direct, HAProxy http/TLS/tcp, Trellis http/TLS/tcp, and as root Trellis tcp
+//!   carried by the kernel and direct with that NAT table present), and prints req/s,
 //!   latency, server CPU per request and ratios; then holds 10,000 idle keep-alive
 //!   connections on each proxy and prints its resident memory.
 //! - `serve`: the proxy alone, from a YAML file, until SIGINT/SIGTERM.
