@@ -58,6 +58,7 @@ impl IngressController {
         tasks.spawn(crate::watch::run(options.store.clone(), nodes.clone(), synced_tx, cancel.clone()));
         tasks.spawn(retry(nodes.clone(), options.node_ingress.retry_every, cancel.clone()));
         tasks.spawn(reload::follow_nat(reloader.clone(), nat_changes, cancel.clone()));
+        tasks.spawn(reload::count_nat(reloader.clone(), options.nat_counters_every, cancel.clone()));
         if options.config_path.is_some() {
             if let Some(every) = options.poll_every {
                 tasks.spawn(reload::poll(reloader.clone(), every, cancel.clone()));

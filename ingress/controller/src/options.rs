@@ -103,11 +103,14 @@ pub struct ControllerOptions {
     pub poll_every: Option<Duration>,
     /// Reload the file on SIGHUP.
     pub reload_on_sighup: bool,
+    /// How often the NAT's rule counters are read into the proxy's metrics
+    /// (`ingress_kernel_connections_total`), while any endpoint is `forward: kernel`.
+    pub nat_counters_every: Duration,
 }
 
 impl ControllerOptions {
     /// Options with the defaults: no file, no configuration, [`InfranetBackend`], polling the
-    /// file every second and reloading on SIGHUP.
+    /// file every second, reloading on SIGHUP, and reading NAT counters every 5 s.
     pub fn new(store: Arc<dyn Store>) -> ControllerOptions {
         ControllerOptions {
             config_path: None,
@@ -117,6 +120,7 @@ impl ControllerOptions {
             node_ingress: NodeIngressOptions::default(),
             poll_every: Some(Duration::from_secs(1)),
             reload_on_sighup: true,
+            nat_counters_every: Duration::from_secs(5),
         }
     }
 }

@@ -143,6 +143,18 @@ impl Reloader {
         }
     }
 
+    /// Shows what the NAT's rules counted in the proxy's metrics (when anything forwards).
+    pub(crate) async fn count_nat(&self) {
+        let mut state = self.state.lock().await;
+        if state.stopped || !state.nat.has_forwards() {
+            return;
+        }
+        match state.nat.translated().await {
+            Ok(translated) => self.ingress.record_nat_translations(&translated),
+            Err(err) => tracing::debug!(error = %chain(&err), "could not read the ingress NAT's counters"),
+        }
+    }
+
     /// Removes the NAT and refuses further reloads.
     pub(crate) async fn shutdown(&self) {
         let mut state = self.state.lock().await;
@@ -213,6 +225,19 @@ pub(crate) async fn follow_nat(
             changed = changes.changed() => if changed.is_err() { return },
         }
         reloader.follow_nat().await;
+    }
+}
+
+/// Reads the NAT's counters every `every` for the metrics of `forward: kernel` endpoints.
+pub(crate) async fn count_nat(reloader: Arc<Reloader>, every: Duration, cancel: CancellationToken) {
+    let mut ticks = tokio::time::interval(every.max(Duration::from_millis(10)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        reloader.count_nat().await;
     }
 }
 

@@ -66,7 +66,7 @@ pub struct NatMapping {
 }
 
 /// The transport protocol of a mapping.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NatProtocol {
     /// TCP (the API, SSH, web).

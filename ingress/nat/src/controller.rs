@@ -95,6 +95,15 @@ impl NatController {
         Ok(true)
     }
 
+    /// The connections each destination's rules translated since the table was last written
+    /// (empty when there is no table).
+    pub fn translated(&self) -> Result<Vec<crate::Translated>, NatError> {
+        match self.list()? {
+            Some(listing) => crate::counters::parse(&listing),
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// The table as `nft -j list table` prints it, or `None` when it does not exist.
     pub fn list(&self) -> Result<Option<String>, NatError> {
         let args = ["-j", "list", "table", "inet", self.table.as_str()];

@@ -12,6 +12,8 @@
 //! - `controller`: [`NatController`], which runs `nft` to apply the script in one transaction,
 //!   skips the apply when the table already holds exactly this configuration, and removes
 //!   the table on shutdown.
+//! - `counters`: [`Translated`], the connections each destination's rules translated (every
+//!   rule counts; a NAT chain sees only a connection's first packet).
 //!
 //! # Guarantees
 //! - Apply is atomic: the script deletes and re-creates only our table in one `nft -f`
@@ -28,10 +30,12 @@
 
 mod config;
 mod controller;
+mod counters;
 mod error;
 mod render;
 
 pub use config::{NatConfig, NatForward, NatMapping, NatProtocol};
 pub use controller::{ApplyOutcome, NatController};
+pub use counters::Translated;
 pub use error::NatError;
 pub use render::{Rendered, render};

@@ -80,15 +80,17 @@ fn rule_bodies(config: &NatConfig) -> Vec<String> {
     let live = |addr: SocketAddr, protocol: NatProtocol| {
         config.forwards.iter().find(|f| f.listen == addr && f.protocol == protocol && !f.backends.is_empty())
     };
+    // A NAT chain sees only the first packet of a connection, so each rule's counter counts
+    // the connections it translated (`NatController::translated` reads them).
     let mappings = config.mappings.iter().map(|mapping| match live(mapping.anchor, mapping.protocol) {
-        Some(forward) => format!("{} {}", matches(mapping.public, mapping.protocol), to_backends(forward)),
-        None => format!("{} {}", matches(mapping.public, mapping.protocol), to_one(mapping.anchor)),
+        Some(forward) => {
+            format!("{} counter {}", matches(mapping.public, mapping.protocol), to_backends(forward))
+        }
+        None => format!("{} counter {}", matches(mapping.public, mapping.protocol), to_one(mapping.anchor)),
     });
-    let forwards = config
-        .forwards
-        .iter()
-        .filter(|f| !f.backends.is_empty())
-        .map(|forward| format!("{} {}", matches(forward.listen, forward.protocol), to_backends(forward)));
+    let forwards = config.forwards.iter().filter(|f| !f.backends.is_empty()).map(|forward| {
+        format!("{} counter {}", matches(forward.listen, forward.protocol), to_backends(forward))
+    });
     mappings.chain(forwards).collect()
 }
 
@@ -153,13 +155,13 @@ mod tests {
             "table inet trellis_ingress {{\n\
              \tchain prerouting {{\n\
              \t\ttype nat hook prerouting priority dstnat; policy accept;\n\
-             \t\tip daddr 2.3.4.10 tcp dport 443 dnat ip to 127.0.1.2:443 {comment}\n\
-             \t\tip6 daddr 2001:db8::10 udp dport 53 dnat ip6 to [::1]:5353 {comment}\n\
+             \t\tip daddr 2.3.4.10 tcp dport 443 counter dnat ip to 127.0.1.2:443 {comment}\n\
+             \t\tip6 daddr 2001:db8::10 udp dport 53 counter dnat ip6 to [::1]:5353 {comment}\n\
              \t}}\n\
              \tchain output {{\n\
              \t\ttype nat hook output priority -100; policy accept;\n\
-             \t\tip daddr 2.3.4.10 tcp dport 443 dnat ip to 127.0.1.2:443 {comment}\n\
-             \t\tip6 daddr 2001:db8::10 udp dport 53 dnat ip6 to [::1]:5353 {comment}\n\
+             \t\tip daddr 2.3.4.10 tcp dport 443 counter dnat ip to 127.0.1.2:443 {comment}\n\
+             \t\tip6 daddr 2001:db8::10 udp dport 53 counter dnat ip6 to [::1]:5353 {comment}\n\
              \t}}\n\
              }}\n"
         );
@@ -218,10 +220,10 @@ mod tests {
         assert_eq!(
             prerouting(&rendered),
             [
-                format!("ip daddr 2.3.4.10 tcp dport 2202 dnat ip to {pair}"),
-                "ip daddr 2.3.4.10 tcp dport 443 dnat ip to 127.0.1.2:443".to_owned(),
-                format!("ip daddr 127.0.1.3 tcp dport 2202 dnat ip to {pair}"),
-                "ip6 daddr 2001:db8::10 tcp dport 22 dnat ip6 to [2001:db8::1]:22".to_owned(),
+                format!("ip daddr 2.3.4.10 tcp dport 2202 counter dnat ip to {pair}"),
+                "ip daddr 2.3.4.10 tcp dport 443 counter dnat ip to 127.0.1.2:443".to_owned(),
+                format!("ip daddr 127.0.1.3 tcp dport 2202 counter dnat ip to {pair}"),
+                "ip6 daddr 2001:db8::10 tcp dport 22 counter dnat ip6 to [2001:db8::1]:22".to_owned(),
             ]
         );
         assert_eq!(rendered.rule_count, 8);
@@ -232,7 +234,10 @@ mod tests {
         fewer.forwards[0].backends.pop();
         let after = render(&fewer).unwrap();
         assert_ne!(after.digest, rendered.digest);
-        assert_eq!(prerouting(&after)[0], "ip daddr 2.3.4.10 tcp dport 2202 dnat ip to 127.0.0.1:2201");
+        assert_eq!(
+            prerouting(&after)[0],
+            "ip daddr 2.3.4.10 tcp dport 2202 counter dnat ip to 127.0.0.1:2201"
+        );
     }
 
     #[test]
@@ -243,7 +248,10 @@ mod tests {
             ..NatConfig::default()
         };
         let rendered = render(&config).unwrap();
-        assert_eq!(prerouting(&rendered), ["ip daddr 2.3.4.10 tcp dport 2202 dnat ip to 127.0.1.3:2202"]);
+        assert_eq!(
+            prerouting(&rendered),
+            ["ip daddr 2.3.4.10 tcp dport 2202 counter dnat ip to 127.0.1.3:2202"]
+        );
         assert_eq!(rendered.rule_count, 2);
 
         // Forwards alone still make a table; nothing at all makes none.

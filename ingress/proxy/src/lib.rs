@@ -64,5 +64,5 @@ pub use config::{
 pub use error::IngressError;
 pub use runtime::Ingress;
 pub use tls::DevCa;
-pub use trellis_nat::{NatConfig, NatForward, NatMapping, NatProtocol};
+pub use trellis_nat::{NatConfig, NatForward, NatMapping, NatProtocol, Translated};
 pub use validate::{ConfigError, Position};

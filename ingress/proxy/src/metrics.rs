@@ -75,9 +75,15 @@ impl Drop for OpenConnection {
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
     endpoints: Mutex<Vec<Arc<EndpointMetrics>>>,
+    /// Connections `forward: kernel` endpoints had, as the NAT's counters last said.
+    kernel_connections: Mutex<Vec<(String, u64)>>,
 }
 
 impl Metrics {
+    pub(crate) fn set_kernel_connections(&self, counts: Vec<(String, u64)>) {
+        *self.kernel_connections.lock().unwrap_or_else(|p| p.into_inner()) = counts;
+    }
+
     pub(crate) fn endpoint(&self, name: &str, protocol: &'static str) -> Arc<EndpointMetrics> {
         let metrics = Arc::new(EndpointMetrics {
             name: name.to_owned(),
@@ -192,6 +198,15 @@ impl Metrics {
                     count.load(Relaxed)
                 );
             }
+        }
+        family(
+            &mut out,
+            "ingress_kernel_connections_total",
+            "counter",
+            "Connections the kernel forwarded for forward: kernel endpoints, as their NAT rules counted them.",
+        );
+        for (endpoint, count) in self.kernel_connections.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(out, "ingress_kernel_connections_total{{endpoint=\"{endpoint}\"}} {count}");
         }
         family(&mut out, "ingress_backend_up", "gauge", "1 when the backend is healthy and not ejected.");
         for pool in pools {

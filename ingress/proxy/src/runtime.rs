@@ -28,7 +28,7 @@ use crate::routes::RouteTable;
 use crate::tcp::TcpEndpoint;
 use crate::validate::{self, ConfigError};
 use crate::{admin, health, io, tls};
-use trellis_nat::NatConfig;
+use trellis_nat::{NatConfig, NatProtocol, Translated};
 
 /// What every connection reads: the current routes and pools (swapped whole on change), the
 /// backend clients with their connection pools, and the metrics.
@@ -199,6 +199,32 @@ impl Ingress {
         config.nat_with_forwards(|pool, addr| {
             state.pools.get(pool).is_some_and(|entry| entry.pool.is_healthy(addr))
         })
+    }
+
+    /// Takes what the NAT's rules counted (totals since the controller started, by
+    /// destination) and shows it per `forward: kernel` endpoint in the metrics, as
+    /// `ingress_kernel_connections_total`: the connections to the endpoint's address and to
+    /// the public addresses mapped onto it.
+    pub fn record_nat_translations(&self, translated: &[Translated]) {
+        let state = self.state();
+        let counts = state
+            .kernel_endpoints
+            .values()
+            .map(|endpoint| {
+                let mappings = state.nat.iter().flat_map(|nat| &nat.mappings);
+                let publics = mappings
+                    .filter(|m| m.anchor == endpoint.listen && m.protocol == NatProtocol::Tcp)
+                    .map(|m| m.public);
+                let destinations: Vec<SocketAddr> = std::iter::once(endpoint.listen).chain(publics).collect();
+                let total = translated
+                    .iter()
+                    .filter(|t| t.protocol == NatProtocol::Tcp && destinations.contains(&t.destination))
+                    .map(|t| t.connections)
+                    .sum();
+                (endpoint.name.clone(), total)
+            })
+            .collect();
+        self.inner.shared.metrics.set_kernel_connections(counts);
     }
 
     /// Changes whenever [`Ingress::nat`] may return something new: a backend's health

@@ -125,7 +125,7 @@ fn kernel_forwarding_follows_backend_health_in_a_network_namespace() {
     .unwrap();
 
     let portal = net.portal.clone();
-    let (to_test, from_controller) = std::sync::mpsc::channel::<&'static str>();
+    let (to_test, from_controller) = std::sync::mpsc::channel::<String>();
     let (to_controller, mut from_test) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
     let store_dir = dir.path().to_owned();
     let controller = std::thread::spawn(move || {
@@ -138,26 +138,28 @@ fn kernel_forwarding_follows_backend_health_in_a_network_namespace() {
             let store: std::sync::Arc<dyn Store> = embedded_store(&store_dir);
             let mut options = options(store, None);
             options.config_path = Some(store_dir.join("ingress.yml"));
+            options.nat_counters_every = Duration::from_millis(50);
             let cancel = CancellationToken::new();
             let running = IngressController::start(options, cancel.clone()).await.unwrap();
-            to_test.send("started").unwrap();
+            to_test.send("started".into()).unwrap();
             loop {
                 match from_test.recv().await {
                     Some("stop two") => {
                         two.cancel();
-                        to_test.send("two stopped").unwrap();
+                        to_test.send("two stopped".into()).unwrap();
                     }
                     Some("start two") => {
                         two = CancellationToken::new();
                         named_echo("127.0.0.1:2203", "two", two.clone()).await;
-                        to_test.send("two started").unwrap();
+                        to_test.send("two started".into()).unwrap();
                     }
+                    Some("metrics") => to_test.send(running.ingress().metrics_text()).unwrap(),
                     _ => break,
                 }
             }
             cancel.cancel();
             patiently("the controller to stop", running.stopped()).await;
-            to_test.send("stopped").unwrap();
+            to_test.send("stopped".into()).unwrap();
         });
     });
     let wait = |what: &str| {
@@ -167,7 +169,26 @@ fn kernel_forwarding_follows_backend_health_in_a_network_namespace() {
     wait("started");
 
     let public = format!("{PUBLIC}:22");
-    let ask = |line: &str| ask_from(&net.client, &public, line);
+    // Every connection the test makes through the rules, for the counter check.
+    let made = std::cell::Cell::new(0u64);
+    let ask = |line: &str| {
+        made.set(made.get() + 1);
+        ask_from(&net.client, &public, line)
+    };
+    // What `ingress_kernel_connections_total` says once it has caught up with `at_least`.
+    let counted = |at_least: u64| {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            to_controller.send("metrics").unwrap();
+            let metrics = from_controller.recv_timeout(PATIENCE).unwrap();
+            let line = "ingress_kernel_connections_total{endpoint=\"ssh\"} ";
+            let value = metrics.lines().find_map(|l| l.strip_prefix(line)).map(|v| v.parse::<u64>().unwrap());
+            if value.is_some_and(|v| v >= at_least) || std::time::Instant::now() > deadline {
+                return value;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
     // Turns are per new connection; both backends see the client's address, not the portal's.
     let answers: Vec<_> = (0..4).map(|i| ask(&format!("hi{i}"))).collect();
     for expected in ["one:198.18.7.1:hi", "two:198.18.7.1:hi"] {
@@ -179,7 +200,12 @@ fn kernel_forwarding_follows_backend_health_in_a_network_namespace() {
     assert!(output_in(&net.portal, "nft", &["list", "table", "inet", &table]).contains("numgen inc mod 2"));
     // From the portal itself, the endpoint's own address leads to the backends too.
     let local = ask_from(&net.portal, "127.0.1.3:2202", "local").unwrap_or_default();
+    made.set(made.get() + 1);
     assert!(local.starts_with("one:127.0.0.1:local") || local.starts_with("two:127.0.0.1:local"), "{local}");
+    // Both chains' counters (from outside, and from the portal itself) count, exactly once.
+    assert_eq!(counted(5), Some(5));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(counted(5), Some(5), "counted twice");
 
     to_controller.send("stop two").unwrap();
     wait("two stopped");
@@ -200,11 +226,21 @@ fn kernel_forwarding_follows_backend_health_in_a_network_namespace() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    // Totals run on across the two rewrites of the table. Each rewrite may miss a connection
+    // made in the milliseconds between reading its counters and replacing it; the test's
+    // connections are one at a time, so at most one each.
+    let made = made.get();
+    counted(made - 2);
+    // Several refreshes later, the count has caught up with everything it will ever see.
+    std::thread::sleep(Duration::from_millis(300));
+    let total = counted(0).unwrap();
+    assert!(made - 2 <= total && total <= made, "{total} counted for {made} connections");
+
     to_controller.send("stop").unwrap();
     wait("stopped");
     controller.join().unwrap();
     assert!(!output_in(&net.portal, "nft", &["list", "tables"]).contains(&table), "removed on shutdown");
-    assert_eq!(ask("gone"), None);
+    assert_eq!(ask_from(&net.client, &public, "gone"), None);
 }
 
 /// A line echo that answers `<name>:<client ip>:<line>`, until `stop` fires (then its port
