@@ -90,6 +90,16 @@ impl<I: ClientIo> Conn<'_, I> {
         self.head.extend_from_slice(&response[..first]);
         // Bytes past the end of the response mean the backend is out of step: do not reuse.
         let mut clean = first == response.len();
+        let keep_alive = parsed.framing != Framing::UntilClose;
+        if done {
+            // The whole response is in hand: the connection can serve another request while
+            // this one is written to the client.
+            if clean && parsed.reusable {
+                backend.streams.put(stream);
+            }
+            self.write_client().await?;
+            return Ok(Relayed { status: parsed.status, keep_alive });
+        }
         self.write_client().await?;
         let mut left = match parsed.framing {
             Framing::Length(len) => len - first as u64,
@@ -133,7 +143,6 @@ impl<I: ClientIo> Conn<'_, I> {
             self.io.write_all(&buf[..take]).await.map_err(Failure::Client)?;
         }
         self.io.flush().await.map_err(Failure::Client)?;
-        let keep_alive = parsed.framing != Framing::UntilClose;
         if clean && parsed.reusable {
             backend.streams.put(stream);
         }
