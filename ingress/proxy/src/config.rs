@@ -226,7 +226,8 @@ pub struct PoolConfig {
     /// Passive ejection after consecutive failures.
     #[serde(default)]
     pub ejection: EjectionConfig,
-    /// Reach the backends over TLS (HTTP/1.1 pools of HTTP routes only).
+    /// Reach the backends over TLS (pools of HTTP routes, not of tcp endpoints): HTTP/1.1, and
+    /// HTTP/2 for gRPC and `http2` pools.
     #[serde(default)]
     pub tls: Option<UpstreamTlsConfig>,
 }

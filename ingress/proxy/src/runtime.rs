@@ -68,21 +68,25 @@ impl Clients {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(timeouts.connect));
         connector.set_keepalive(Some(Duration::from_secs(60)));
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            // The request keeps the client's Host header; the URI names the backend.
-            .set_host(false);
-        builder
-            .http2_only(true)
-            .http2_adaptive_window(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .http2_keep_alive_timeout(Duration::from_secs(20));
-        let h2 = builder.build(connector);
-        Clients { h2 }
+        Clients { h2: h2_client_builder().build(connector) }
     }
+}
+
+/// How every backend HTTP/2 client is set up, plain or TLS (`upstream_tls.rs`).
+pub(crate) fn h2_client_builder() -> hyper_util::client::legacy::Builder {
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        // The request keeps the client's Host header; the URI names the backend.
+        .set_host(false);
+    builder
+        .http2_only(true)
+        .http2_adaptive_window(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .http2_keep_alive_timeout(Duration::from_secs(20));
+    builder
 }
 
 struct PoolEntry {

@@ -7,7 +7,12 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -19,12 +24,20 @@ use tokio_rustls::client::TlsStream;
 
 use crate::config::UpstreamTlsConfig;
 use crate::error::IngressError;
+use crate::http::RequestBody;
+
+/// The HTTP/2 client of one TLS pool (gRPC, `http2: true`): hyper-util's pooled client over
+/// hyper-rustls, which keeps connections per backend.
+pub(crate) type H2Client = Client<HttpsConnector<HttpConnector>, RequestBody>;
 
 /// How a pool's backends are reached over TLS.
 #[derive(Clone)]
 pub(crate) struct UpstreamTls {
     connector: TlsConnector,
     server_name: Option<ServerName<'static>>,
+    /// The same settings without ALPN, for the HTTP/2 client made on first use.
+    h2_config: Arc<ClientConfig>,
+    h2: Arc<OnceLock<H2Client>>,
 }
 
 impl std::fmt::Debug for UpstreamTls {
@@ -55,6 +68,8 @@ impl UpstreamTls {
                 .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
                 .with_no_client_auth(),
         };
+        // hyper-rustls sets ALPN `h2` itself (and insists on setting it).
+        let h2_config = client.clone();
         // The fast path speaks HTTP/1.1 to backends.
         client.alpn_protocols = vec![b"http/1.1".to_vec()];
         let server_name = match &config.server_name {
@@ -64,7 +79,33 @@ impl UpstreamTls {
             ),
             None => None,
         };
-        Ok(UpstreamTls { connector: TlsConnector::from(Arc::new(client)), server_name })
+        Ok(UpstreamTls {
+            connector: TlsConnector::from(Arc::new(client)),
+            server_name,
+            h2_config: Arc::new(h2_config),
+            h2: Arc::new(OnceLock::new()),
+        })
+    }
+
+    /// The pool's HTTP/2 client, made on first use. Requests to it name the backend as
+    /// `https://ip:port`; the TLS name is `server_name`, or the backend's address.
+    pub(crate) fn h2(&self, connect_timeout: Duration) -> &H2Client {
+        self.h2.get_or_init(|| {
+            let mut http = HttpConnector::new();
+            // The URIs are https: the TLS layer above takes the handshake.
+            http.enforce_http(false);
+            http.set_nodelay(true);
+            http.set_connect_timeout(Some(connect_timeout));
+            http.set_keepalive(Some(Duration::from_secs(60)));
+            let builder =
+                HttpsConnectorBuilder::new().with_tls_config((*self.h2_config).clone()).https_only();
+            let builder = match &self.server_name {
+                Some(name) => builder.with_server_name_resolver(FixedServerNameResolver::new(name.clone())),
+                None => builder,
+            };
+            let connector = builder.enable_http2().wrap_connector(http);
+            crate::runtime::h2_client_builder().build(connector)
+        })
     }
 
     /// The TLS handshake on a connected stream to `addr`.

@@ -304,11 +304,6 @@ pub(crate) fn validate_pool(name: &str, pool: &PoolConfig) -> Result<(), String>
         return Err(format!("pool {name:?}: ejection.consecutive_failures must be at least 1"));
     }
     if let Some(tls) = &pool.tls {
-        if pool.http2 {
-            return Err(format!(
-                "pool {name:?}: tls is for HTTP/1.1 backends; it cannot be combined with http2"
-            ));
-        }
         // Reads the CA file now, so a missing or bad one is refused with the configuration.
         crate::upstream_tls::UpstreamTls::new(name, tls).map_err(|e| e.to_string())?;
     }

@@ -15,7 +15,7 @@ use super::body::{RequestBody, ResponseBody};
 use super::headers::{self, Client};
 use crate::io::Activity;
 use crate::metrics::ProxyError;
-use crate::pool::Tried;
+use crate::pool::{Tried, Upstream};
 
 /// How many backends one request may try (the first plus retries).
 const MAX_ATTEMPTS: usize = 3;
@@ -100,7 +100,11 @@ pub(crate) async fn handle(
         let backend = backend.clone();
         // HTTP/1.1 requests go out in origin form on our own connections; hyper-util's
         // HTTP/2 client wants the absolute form to pick a connection.
-        let uri = if to_h2 { backend_uri(&backend.authority, path) } else { Uri::from(path.clone()) };
+        let uri = if to_h2 {
+            backend_uri(&backend.authority, path, &pool.upstream)
+        } else {
+            Uri::from(path.clone())
+        };
         let headers = match next_headers.take() {
             Some(headers) => headers,
             None => match &retry_headers {
@@ -117,7 +121,13 @@ pub(crate) async fn handle(
         );
         let in_flight = backend.start();
         let sent = if to_h2 {
-            ep.shared.clients.h2.request(outgoing).await.map(|r| (r, None)).map_err(SendError::H2)
+            let sent = match &pool.upstream {
+                Upstream::Tls(tls) => tls.h2(ep.shared.timeouts.connect).request(outgoing).await,
+                // Broken TLS: the plain client refuses the https URI, so nothing goes out in
+                // plain text.
+                Upstream::Plain | Upstream::Broken(_) => ep.shared.clients.h2.request(outgoing).await,
+            };
+            sent.map(|r| (r, None)).map_err(SendError::H2)
         } else {
             backend::send(&backend, &pool.upstream, outgoing, ep.shared.timeouts.connect)
                 .await
@@ -178,9 +188,12 @@ fn build_request(
     request
 }
 
-fn backend_uri(authority: &http::uri::Authority, path: &PathAndQuery) -> Uri {
+fn backend_uri(authority: &http::uri::Authority, path: &PathAndQuery, upstream: &Upstream) -> Uri {
     let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(Scheme::HTTP);
+    parts.scheme = Some(match upstream {
+        Upstream::Plain => Scheme::HTTP,
+        Upstream::Tls(_) | Upstream::Broken(_) => Scheme::HTTPS,
+    });
     parts.authority = Some(authority.clone());
     parts.path_and_query = Some(path.clone());
     Uri::from_parts(parts).expect("scheme, authority and path always form a URI")

@@ -16,19 +16,21 @@ use trellis_ingress::{DevCa, IngressConfig};
 
 use crate::support::{client, get, ingress};
 
-/// An HTTPS/1.1 backend for `node.test` answering `tls-backend path=<path> conn=<n>`, where n
-/// counts the TLS connections it accepted.
+/// An HTTPS backend for `node.test` (HTTP/1.1, or HTTP/2 when ALPN asks for it) answering
+/// `tls-backend path=<path> conn=<n> version=<version>`, where n counts the TLS connections
+/// it accepted.
 async fn https_backend(ca: &DevCa) -> SocketAddr {
     let (cert, key) = ca.issue(&["node.test".to_owned()]).unwrap();
     let chain = CertificateDer::pem_slice_iter(cert.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap();
     let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -40,10 +42,14 @@ async fn https_backend(ca: &DevCa) -> SocketAddr {
                 let Ok(tls) = acceptor.accept(stream).await else { return };
                 let number = connections.fetch_add(1, Relaxed) + 1;
                 let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| async move {
-                    let text = format!("tls-backend path={} conn={number}", req.uri().path());
+                    let text = format!(
+                        "tls-backend path={} conn={number} version={:?}",
+                        req.uri().path(),
+                        req.version()
+                    );
                     Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(text))))
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
+                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
                     .serve_connection(TokioIo::new(tls), service)
                     .await;
             });
@@ -150,6 +156,62 @@ pools:
     cancel.cancel();
 }
 
+/// HTTP/2 to TLS backends: `http2: true` pools, and gRPC to any TLS pool, go over TLS with
+/// ALPN `h2`, verified as the pool says.
+#[tokio::test]
+async fn http2_and_grpc_reach_tls_backends_over_tls() {
+    let ca = DevCa::generate().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_path = dir.path().join("ca.pem");
+    std::fs::write(&ca_path, ca.cert_pem()).unwrap();
+    let backend = https_backend(&ca).await;
+    let yaml = r#"
+endpoints:
+  - { name: web, listen: "127.0.0.1:0", protocol: http }
+pools:
+  h2: { backends: ["{b}"], tls: {}, http2: true }
+  h2-verified: { backends: ["{b}"], tls: { ca: "{ca}", server_name: node.test }, http2: true }
+  h2-wrong-name: { backends: ["{b}"], tls: { ca: "{ca}", server_name: other.test }, http2: true }
+  h1: { backends: ["{b}"], tls: {} }
+routes:
+  - { id: a, host: a.test, pool: h2 }
+  - { id: v, host: v.test, pool: h2-verified }
+  - { id: w, host: w.test, pool: h2-wrong-name }
+  - { id: g, host: g.test, pool: h1 }
+"#;
+    let vars = [("b", backend.to_string()), ("ca", ca_path.display().to_string())];
+    let (ingress, cancel) = ingress(yaml, &vars).await;
+    let addr = ingress.local_addr("web").unwrap();
+    for http2 in [false, true] {
+        let client = client(addr, http2);
+        let host = |name: &'static str| (!http2).then_some(name);
+        for (url, name) in [("http://a.test/x", "a.test"), ("http://v.test/x", "v.test")] {
+            let (status, body) = get(&client, url, host(name)).await;
+            assert_eq!(status, 200, "{url} h2: {http2}: {body}");
+            assert!(body.starts_with("tls-backend path=/x ") && body.ends_with("version=HTTP/2.0"), "{body}");
+        }
+        assert_eq!(get(&client, "http://w.test/", host("w.test")).await.0, 502, "h2: {http2}");
+    }
+    // gRPC exists only over HTTP/2: a pool without http2 still gets it over TLS as HTTP/2,
+    // while its other requests stay HTTP/1.1.
+    let client = client(addr, true);
+    let grpc = hyper::Request::post("http://g.test/echo.Echo/Say")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(crate::support::empty())
+        .unwrap();
+    let response = client.request(grpc).await.unwrap();
+    let body = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
+    let body = String::from_utf8_lossy(&body);
+    assert!(
+        body.starts_with("tls-backend path=/echo.Echo/Say ") && body.ends_with("version=HTTP/2.0"),
+        "{body}"
+    );
+    let (_, body) = get(&client, "http://g.test/plain", None).await;
+    assert!(body.ends_with("version=HTTP/1.1"), "{body}");
+    cancel.cancel();
+}
+
 #[test]
 fn backend_tls_is_refused_where_it_cannot_work() {
     let refused = |pool: &str, extra: &str| {
@@ -160,8 +222,6 @@ fn backend_tls_is_refused_where_it_cannot_work() {
     };
     let message = refused(r#"{ backends: ["127.0.0.1:1"], tls: { ca: /nonexistent/ca.pem } }"#, "");
     assert!(message.contains("/nonexistent/ca.pem"), "{message}");
-    let message = refused(r#"{ backends: ["127.0.0.1:1"], http2: true, tls: {} }"#, "");
-    assert!(message.contains("http2"), "{message}");
     let message = refused(
         r#"{ backends: ["127.0.0.1:1"], tls: {} }"#,
         "  - { name: ssh, listen: \"127.0.0.1:0\", protocol: tcp, pool: p }\n",
