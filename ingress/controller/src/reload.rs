@@ -200,6 +200,20 @@ pub(crate) async fn initial(
 
 /// Reads the file every `every` and applies it when it changed.
 pub(crate) async fn poll(reloader: Arc<Reloader>, every: Duration, cancel: CancellationToken) {
+    // Failures are logged and recorded in the status by the reloader.
+    periodically(every, cancel, || async {
+        let _ = reloader.reload(false).await;
+    })
+    .await;
+}
+
+/// Runs `tick` every `every` (the first time at once) until `cancel` fires; a slow tick delays
+/// the next instead of bunching them up.
+async fn periodically<F: Future<Output = ()>>(
+    every: Duration,
+    cancel: CancellationToken,
+    mut tick: impl FnMut() -> F,
+) {
     // `interval` refuses a zero period.
     let mut ticks = tokio::time::interval(every.max(Duration::from_millis(10)));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -208,8 +222,7 @@ pub(crate) async fn poll(reloader: Arc<Reloader>, every: Duration, cancel: Cance
             _ = cancel.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        // Failures are logged and recorded in the status by the reloader.
-        let _ = reloader.reload(false).await;
+        tick().await;
     }
 }
 
@@ -230,15 +243,7 @@ pub(crate) async fn follow_nat(
 
 /// Reads the NAT's counters every `every` for the metrics of `forward: kernel` endpoints.
 pub(crate) async fn count_nat(reloader: Arc<Reloader>, every: Duration, cancel: CancellationToken) {
-    let mut ticks = tokio::time::interval(every.max(Duration::from_millis(10)));
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = ticks.tick() => {}
-        }
-        reloader.count_nat().await;
-    }
+    periodically(every, cancel, || reloader.count_nat()).await;
 }
 
 /// Reloads on every SIGHUP, whether or not the file changed.
