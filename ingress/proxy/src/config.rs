@@ -155,7 +155,8 @@ pub enum Forward {
     /// backend, and the kernel carries the bytes. The backend sees the client's own address.
     /// Needs a `nat` section, a fixed port, round-robin balancing, and backends whose
     /// replies route back through this host (on this host, or on a bridge behind it).
-    /// `max_connections`, `timeouts.tcp_idle` and per-connection metrics do not apply.
+    /// `timeouts.tcp_idle` and per-connection metrics do not apply, and setting
+    /// `max_connections` is refused: nothing would enforce it.
     Kernel,
 }
 
@@ -336,7 +337,7 @@ pub struct RouteConfig {
 fn yes() -> bool {
     true
 }
-fn default_max_connections() -> usize {
+pub(crate) fn default_max_connections() -> usize {
     16_384
 }
 fn default_health_path() -> String {

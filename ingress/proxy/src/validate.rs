@@ -263,6 +263,13 @@ fn validate_kernel_forward(
              so proxy_protocol does not apply"
         ));
     }
+    // Silently ignoring a limit the operator wrote down would be worse than refusing it.
+    if endpoint.max_connections != crate::config::default_max_connections() {
+        return Err(format!(
+            "endpoint {name:?}: with forward: kernel nothing counts the endpoint's connections, \
+             so max_connections does not apply; leave it out, or forward through the proxy"
+        ));
+    }
     if endpoint.listen.port() == 0 {
         return Err(format!(
             "endpoint {name:?}: forward: kernel needs a fixed port (nothing is bound to pick one)"
@@ -426,6 +433,10 @@ mod tests {
                 "proxy_protocol does not apply",
             ),
             (config("protocol: tcp", "least_conn", nat), "only the proxy can do"),
+            (
+                config("protocol: tcp, max_connections: 100", "round_robin", nat),
+                "max_connections does not apply",
+            ),
             (
                 config("protocol: tcp", "round_robin", nat)
                     .replace("127.0.1.3:2202\", pool", "127.0.1.3:0\", pool"),
