@@ -41,6 +41,10 @@ pub struct RunArgs {
     /// Trellis runtime worker threads (default: one per core).
     #[arg(long)]
     trellis_threads: Option<usize>,
+    /// The ingress's serving threads (`threads:` in its configuration); 0 serves on the
+    /// runtime that started it.
+    #[arg(long, default_value_t = 1)]
+    serving_threads: usize,
     /// Run Trellis as this many single-threaded runtimes on shared listeners instead.
     #[arg(long)]
     trellis_per_core: Option<usize>,
@@ -58,6 +62,7 @@ pub struct RunArgs {
 struct Sample {
     rps: f64,
     p50_ms: f64,
+    p90_ms: f64,
     p99_ms: f64,
     cpu_us_per_request: f64,
     errors: String,
@@ -78,7 +83,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     write_certificates(work)?;
     std::fs::write(work.join("nginx/nginx.conf"), nginx_conf(work))?;
     std::fs::write(work.join("haproxy.cfg"), haproxy_cfg(work, args.haproxy_threads, haproxy_maxconn))?;
-    let ingress_yml = ingress_yml(work);
+    let ingress_yml = ingress_yml(work, args.serving_threads);
     std::fs::write(work.join("ingress.yml"), &ingress_yml)?;
     let kernel_nat = trellis_ingress::IngressConfig::from_yaml(&ingress_yml)?
         .nat_with_forwards(|_, _| true)
@@ -173,8 +178,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             let _nat = if tracked { Some(KernelNat::apply(&kernel_nat)?) } else { None };
             let sample = measure(url, pids, args.duration)?;
             eprintln!(
-                "rep {rep} {name:<13} {:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  {:>5.1} µs/req {}",
-                sample.rps, sample.p50_ms, sample.p99_ms, sample.cpu_us_per_request, sample.errors
+                "rep {rep} {name:<13} {:>9.0} req/s  p50 {:>6.2} ms  p90 {:>6.2} ms  p99 {:>6.2} ms  {:>5.1} µs/req {}",
+                sample.rps,
+                sample.p50_ms,
+                sample.p90_ms,
+                sample.p99_ms,
+                sample.cpu_us_per_request,
+                sample.errors
             );
             results[i].1.push(sample);
         }
@@ -254,6 +264,7 @@ fn measure(url: &str, pids: &[u32], duration: u64) -> anyhow::Result<Sample> {
     Ok(Sample {
         rps,
         p50_ms: percentile("50%"),
+        p90_ms: percentile("90%"),
         p99_ms: percentile("99%"),
         // Ticks are 1/100 s: 10,000 µs each.
         cpu_us_per_request: (after - before) as f64 * 10_000.0 / requests.max(1.0),
@@ -339,8 +350,10 @@ fn print_paired(results: &[(&str, Vec<Sample>)]) {
             format!("{:.2} ({lo:.2}–{hi:.2})", median(r))
         };
         rows.push(format!(
-            "| {mode} | {} | {} | {} |",
+            "| {mode} | {} | {} | {} | {} | {} |",
             ratios(|s| s.rps),
+            ratios(|s| s.p50_ms),
+            ratios(|s| s.p90_ms),
             ratios(|s| s.p99_ms),
             ratios(|s| s.cpu_us_per_request)
         ));
@@ -349,8 +362,8 @@ fn print_paired(results: &[(&str, Vec<Sample>)]) {
         return;
     }
     println!("\nTrellis / peer, repetition by repetition (median, min–max):\n");
-    println!("| Trellis / peer | req/s | p99 | server CPU µs/req |");
-    println!("|---|---|---|---|");
+    println!("| Trellis / peer | req/s | p50 | p90 | p99 | server CPU µs/req |");
+    println!("|---|---|---|---|---|---|");
     for row in rows {
         println!("{row}");
     }
@@ -408,10 +421,10 @@ fn haproxy_cfg(work: &Path, threads: usize, maxconn: u64) -> String {
     )
 }
 
-fn ingress_yml(work: &Path) -> String {
+fn ingress_yml(work: &Path, serving_threads: usize) -> String {
     let w = work.display();
     format!(
-        "access_log: false\ntimeouts: {{ header_read: 60s }}\nendpoints:\n\
+        "access_log: false\nthreads: {serving_threads}\ntimeouts: {{ header_read: 60s }}\nendpoints:\n\
          \x20 - {{ name: http, listen: \"{TRELLIS_HTTP}\", protocol: http, max_connections: 18000 }}\n\
          \x20 - name: tls\n    listen: \"{TRELLIS_TLS}\"\n    protocol: https\n\
          \x20   tls: {{ certificates: [{{ names: [localhost], cert: \"{w}/cert.pem\", key: \"{w}/key.pem\" }}] }}\n\

@@ -144,6 +144,9 @@ pub fn default_config(https: SocketAddr, write_ca_to: Option<PathBuf>) -> Ingres
             max_connections: 4096,
             forward: Default::default(),
         }],
+        // Its own thread: connections stay on one core, and the portal's API work on the
+        // shared runtime does not delay them.
+        threads: 1,
         ..IngressConfig::default()
     }
 }

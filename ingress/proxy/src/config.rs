@@ -31,6 +31,12 @@ pub struct IngressConfig {
     /// process bind the same address silently.
     #[serde(default)]
     pub reuse_port: bool,
+    /// Threads that serve connections, each a single-threaded runtime owning the
+    /// connections it accepts (with more than one, every endpoint has a listener per thread,
+    /// with `SO_REUSEPORT`). 0 serves them on the runtime that started the ingress. Applies at
+    /// start only.
+    #[serde(default)]
+    pub threads: usize,
     /// Listening sockets: HTTP, HTTPS (TLS terminated here) or TCP (L4 forwarding).
     #[serde(default)]
     pub endpoints: Vec<EndpointConfig>,

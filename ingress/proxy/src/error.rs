@@ -26,6 +26,9 @@ pub enum IngressError {
         #[source]
         source: std::io::Error,
     },
+    /// The serving threads could not be started.
+    #[error("could not start the serving threads")]
+    Threads(#[source] std::io::Error),
     /// Certificates or keys were unusable.
     #[error("TLS setup failed: {0}")]
     Tls(String),

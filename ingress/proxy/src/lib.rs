@@ -52,6 +52,7 @@ pub mod proxy_protocol;
 mod routes;
 mod runtime;
 mod tcp;
+mod threads;
 mod tls;
 mod upstream_tls;
 mod validate;

@@ -20,27 +20,18 @@ pub(crate) enum Handler {
     Tcp(Arc<TcpEndpoint>),
 }
 
-/// Accepts until `stop` fires, holding at most `max_connections` connections open.
+/// Accepts until `stop` fires, serving connections while `limit` gives permits (an
+/// endpoint's listeners, one per serving thread, share one limit).
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     handler: Arc<ArcSwap<Handler>>,
-    max_connections: usize,
+    limit: Arc<Semaphore>,
     stop: CancellationToken,
     hard_stop: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let limit = Arc::new(Semaphore::new(max_connections));
     let mut failures = 0;
     loop {
-        // The permit is taken before accepting, so at the limit new clients wait in the
-        // kernel's backlog instead of being accepted and dropped.
-        let permit = tokio::select! {
-            _ = stop.cancelled() => return,
-            permit = limit.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => return,
-            },
-        };
         let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => return,
             accepted = listener.accept() => match accepted {
@@ -52,6 +43,17 @@ pub(crate) async fn accept_loop(
             },
         };
         failures = 0;
+        // At the limit the accepted connection waits here for a permit, and the clients after
+        // it wait in the kernel's backlog; none is dropped. The permit is taken after
+        // accepting, not before: a listener idle with a permit in hand would starve its
+        // siblings, whose clients the kernel may have queued.
+        let permit = tokio::select! {
+            _ = stop.cancelled() => return,
+            permit = limit.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+        };
         let (stop, hard_stop) = (stop.clone(), hard_stop.clone());
         match &**handler.load() {
             Handler::Http(endpoint) => {

@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -26,6 +26,7 @@ use crate::metrics::{EndpointMetrics, Metrics};
 use crate::pool::Pool;
 use crate::routes::RouteTable;
 use crate::tcp::TcpEndpoint;
+use crate::threads::ServingThreads;
 use crate::validate::{self, ConfigError};
 use crate::{admin, health, io, tls};
 use trellis_nat::{NatConfig, NatProtocol, Translated};
@@ -122,6 +123,7 @@ struct Inner {
     hard_stop: CancellationToken,
     /// Fires when shutdown is complete.
     done: CancellationToken,
+    threads: ServingThreads,
 }
 
 /// A running ingress. Cheap to clone; every clone controls the same ingress.
@@ -151,23 +153,27 @@ impl Ingress {
             tracker: TaskTracker::new(),
             nat_changes: watch::Sender::new(0),
         });
+        let done = CancellationToken::new();
+        let threads = ServingThreads::start(config.threads, &done).map_err(IngressError::Threads)?;
         let ingress = Ingress {
             inner: Arc::new(Inner {
                 shared,
                 state: Mutex::new(State::default()),
                 cancel: cancel.child_token(),
                 hard_stop: CancellationToken::new(),
-                done: CancellationToken::new(),
+                done,
+                threads,
             }),
         };
-        if let Err(err) = ingress.apply(config.clone()) {
+        let failed = |err: IngressError| {
             ingress.inner.cancel.cancel();
-            return Err(err);
-        }
+            ingress.inner.done.cancel();
+            err
+        };
+        ingress.apply(config.clone()).map_err(failed)?;
         if let Some(admin) = &config.admin {
             let listener = io::bind(admin.listen, false).map_err(|source| {
-                ingress.inner.cancel.cancel();
-                IngressError::Bind { endpoint: "admin".into(), addr: admin.listen, source }
+                failed(IngressError::Bind { endpoint: "admin".into(), addr: admin.listen, source })
             })?;
             ingress.state().admin = listener.local_addr().ok();
             tokio::spawn(admin::serve(listener, ingress.inner.shared.clone(), ingress.inner.cancel.clone()));
@@ -464,10 +470,11 @@ impl Ingress {
     fn prepare_listener(&self, endpoint: &EndpointConfig) -> Result<Prepared, IngressError> {
         let metrics = self.inner.shared.metrics.endpoint(&endpoint.name, protocol_label(endpoint.protocol));
         let prepared = self.handler(endpoint, metrics.clone()).and_then(|handler| {
-            let listener = io::bind(endpoint.listen, self.inner.shared.reuse_port).map_err(|source| {
-                IngressError::Bind { endpoint: endpoint.name.clone(), addr: endpoint.listen, source }
-            })?;
-            Ok(Prepared::Listen { listener, handler, metrics: metrics.clone(), config: endpoint.clone() })
+            let listeners =
+                self.inner.threads.bind(endpoint.listen, self.inner.shared.reuse_port).map_err(|source| {
+                    IngressError::Bind { endpoint: endpoint.name.clone(), addr: endpoint.listen, source }
+                })?;
+            Ok(Prepared::Listen { listeners, handler, metrics: metrics.clone(), config: endpoint.clone() })
         });
         if prepared.is_err() {
             self.inner.shared.metrics.forget(&metrics);
@@ -483,19 +490,26 @@ impl Ingress {
                     entry.config = config;
                 }
             }
-            Prepared::Listen { listener, handler, metrics, config } => {
-                let addr = listener.local_addr().unwrap_or(config.listen);
+            Prepared::Listen { listeners, handler, metrics, config } => {
+                let addr = listeners.first().and_then(|(l, _)| l.local_addr().ok()).unwrap_or(config.listen);
                 let handler = Arc::new(ArcSwap::from_pointee(handler));
                 let stop = self.inner.cancel.child_token();
+                let limit = Arc::new(Semaphore::new(config.max_connections));
                 let inner = &self.inner;
-                inner.shared.tracker.spawn(accept_loop(
-                    listener,
-                    handler.clone(),
-                    config.max_connections,
-                    stop.clone(),
-                    inner.hard_stop.clone(),
-                    inner.shared.tracker.clone(),
-                ));
+                for (listener, runtime) in listeners {
+                    let accepting = inner.shared.tracker.track_future(accept_loop(
+                        listener,
+                        handler.clone(),
+                        limit.clone(),
+                        stop.clone(),
+                        inner.hard_stop.clone(),
+                        inner.shared.tracker.clone(),
+                    ));
+                    match runtime {
+                        Some(runtime) => drop(runtime.spawn(accepting)),
+                        None => drop(tokio::spawn(accepting)),
+                    }
+                }
                 tracing::info!(endpoint = %config.name, %addr, protocol = ?config.protocol, "endpoint listening");
                 let entry = EndpointEntry { config, addr, handler, stop, metrics };
                 if let Some(old) = state.endpoints.insert(entry.config.name.clone(), entry) {
@@ -515,7 +529,7 @@ impl Ingress {
 enum Prepared {
     Swap(Handler, EndpointConfig),
     Listen {
-        listener: tokio::net::TcpListener,
+        listeners: Vec<(tokio::net::TcpListener, Option<tokio::runtime::Handle>)>,
         handler: Handler,
         metrics: Arc<EndpointMetrics>,
         config: EndpointConfig,

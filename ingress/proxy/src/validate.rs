@@ -125,6 +125,9 @@ fn from_yaml_error(err: &serde_saphyr::Error) -> ConfigError {
     ConfigError { position, message }
 }
 
+/// More serving threads than this is a typo, not a machine.
+const MAX_THREADS: usize = 1024;
+
 pub(crate) fn validate(config: &IngressConfig) -> Result<(), Invalid> {
     let t = &config.timeouts;
     for (name, value) in [
@@ -137,6 +140,12 @@ pub(crate) fn validate(config: &IngressConfig) -> Result<(), Invalid> {
         if value.is_zero() {
             return Err(Invalid::at(Site::Document, format!("timeouts.{name} must be longer than zero")));
         }
+    }
+    if config.threads > MAX_THREADS {
+        return Err(Invalid::at(
+            Site::Document,
+            format!("threads: {} is more than {MAX_THREADS}; one per core is plenty", config.threads),
+        ));
     }
     let mut names = HashSet::new();
     let mut addresses = HashSet::new();
@@ -403,6 +412,9 @@ mod tests {
         let yaml = "endpoints:\n  - { name: web, listen: \"127.0.0.1:80\", protocol: https }\n";
         let err = IngressConfig::from_yaml(yaml).unwrap_err();
         assert_eq!(err.to_string(), "line 2, column 5: endpoint \"web\": https needs a tls section");
+
+        let err = IngressConfig::from_yaml("threads: 100000\n").unwrap_err();
+        assert_eq!(err.to_string(), "threads: 100000 is more than 1024; one per core is plenty");
 
         let yaml = "pools:\n  p:\n    backends: []\n";
         let err = IngressConfig::from_yaml(yaml).unwrap_err();

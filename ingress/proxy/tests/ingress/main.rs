@@ -11,6 +11,7 @@ mod http1;
 mod load;
 mod support;
 mod tcp;
+mod threads;
 mod tls;
 mod upstream_tls;
 mod websocket;
