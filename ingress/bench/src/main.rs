@@ -66,6 +66,8 @@ fn serve(config: PathBuf, threads: Option<usize>, per_core: Option<usize>) -> an
     if let Some(count) = per_core {
         let mut config = config;
         config.reuse_port = true;
+        // Each runtime serves its own connections; no serving threads inside them.
+        config.threads = 0;
         let handles: Vec<_> = (0..count)
             .map(|_| {
                 let config = config.clone();
