@@ -154,7 +154,11 @@ impl Ingress {
             nat_changes: watch::Sender::new(0),
         });
         let done = CancellationToken::new();
-        let threads = ServingThreads::start(config.threads, &done).map_err(IngressError::Threads)?;
+        let threads = ServingThreads::start(config.threads, &done).map_err(|err| {
+            // Ends the threads that did start.
+            done.cancel();
+            IngressError::Threads(err)
+        })?;
         let ingress = Ingress {
             inner: Arc::new(Inner {
                 shared,
