@@ -509,10 +509,7 @@ impl Ingress {
                         inner.hard_stop.clone(),
                         inner.shared.tracker.clone(),
                     ));
-                    match runtime {
-                        Some(runtime) => drop(runtime.spawn(accepting)),
-                        None => drop(tokio::spawn(accepting)),
-                    }
+                    drop(runtime.spawn(accepting));
                 }
                 tracing::info!(endpoint = %config.name, %addr, protocol = ?config.protocol, "endpoint listening");
                 let entry = EndpointEntry { config, addr, handler, stop, metrics };
@@ -533,7 +530,7 @@ impl Ingress {
 enum Prepared {
     Swap(Handler, EndpointConfig),
     Listen {
-        listeners: Vec<(tokio::net::TcpListener, Option<tokio::runtime::Handle>)>,
+        listeners: Vec<(tokio::net::TcpListener, tokio::runtime::Handle)>,
         handler: Handler,
         metrics: Arc<EndpointMetrics>,
         config: EndpointConfig,

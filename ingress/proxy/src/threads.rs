@@ -44,15 +44,15 @@ impl ServingThreads {
     }
 
     /// Binds one listener on `addr` per serving thread, registered with that thread's runtime
-    /// (or one on the current runtime when there are none). Port 0 is resolved by the first
-    /// bind and shared by the rest.
+    /// (or one on the current runtime when there are none), with the runtime its accept loop
+    /// belongs on. Port 0 is resolved by the first bind and shared by the rest.
     pub(crate) fn bind(
         &self,
         addr: std::net::SocketAddr,
         reuse_port: bool,
-    ) -> io::Result<Vec<(tokio::net::TcpListener, Option<Handle>)>> {
+    ) -> io::Result<Vec<(tokio::net::TcpListener, Handle)>> {
         if self.runtimes.is_empty() {
-            return Ok(vec![(crate::io::bind(addr, reuse_port)?, None)]);
+            return Ok(vec![(crate::io::bind(addr, reuse_port)?, Handle::current())]);
         }
         let reuse_port = reuse_port || self.runtimes.len() > 1;
         let mut addr = addr;
@@ -61,7 +61,7 @@ impl ServingThreads {
             let _registering_with = runtime.enter();
             let listener = crate::io::bind(addr, reuse_port)?;
             addr = listener.local_addr()?;
-            listeners.push((listener, Some(runtime.clone())));
+            listeners.push((listener, runtime.clone()));
         }
         Ok(listeners)
     }
