@@ -12,11 +12,17 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `program` at `nice -15` with output to `<log_dir>/<name>.log`.
-    pub fn start(name: &'static str, log_dir: &Path, program: &str, args: &[&str]) -> anyhow::Result<Server> {
+    /// Starts `program` at `nice -15`, on `cpus` when given (a `taskset` list), with output to
+    /// `<log_dir>/<name>.log`.
+    pub fn start(
+        name: &'static str,
+        log_dir: &Path,
+        cpus: Option<&str>,
+        program: &str,
+        args: &[&str],
+    ) -> anyhow::Result<Server> {
         let log = std::fs::File::create(log_dir.join(format!("{name}.log")))?;
-        let child = Command::new("nice")
-            .args(["-n", "-15", program])
+        let child = niced(cpus, program)
             .args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -51,6 +57,20 @@ impl Drop for Server {
     }
 }
 
+/// `program` at `nice -15`, and on `cpus` when given.
+pub fn niced(cpus: Option<&str>, program: &str) -> Command {
+    let mut command = match cpus {
+        Some(cpus) => {
+            let mut taskset = Command::new("taskset");
+            taskset.args(["-c", cpus, "nice"]);
+            taskset
+        }
+        None => Command::new("nice"),
+    };
+    command.args(["-n", "-15", program]);
+    command
+}
+
 fn children(pid: u32) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     entries
@@ -68,15 +88,39 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
     Some(after.split_whitespace().map(str::to_owned).collect())
 }
 
-/// User plus system CPU of `pids`, in clock ticks (1/100 s).
-pub fn cpu_ticks(pids: &[u32]) -> u64 {
-    pids.iter()
-        .filter_map(|pid| {
-            let fields = stat_fields(*pid)?;
-            // utime and stime are fields 14 and 15, i.e. indexes 11 and 12 after the name.
-            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-        })
-        .sum()
+/// CPU time used by some processes, in clock ticks (1/100 s).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuTicks {
+    pub user: u64,
+    pub system: u64,
+}
+
+impl CpuTicks {
+    /// What `pids` have used so far (processes that are gone count nothing).
+    pub fn of(pids: &[u32]) -> CpuTicks {
+        pids.iter()
+            .filter_map(|pid| {
+                let fields = stat_fields(*pid)?;
+                // utime and stime are fields 14 and 15, i.e. indexes 11 and 12 after the name.
+                Some(CpuTicks { user: fields.get(11)?.parse().ok()?, system: fields.get(12)?.parse().ok()? })
+            })
+            .fold(CpuTicks::default(), |sum, t| CpuTicks {
+                user: sum.user + t.user,
+                system: sum.system + t.system,
+            })
+    }
+
+    /// The time used since `earlier`.
+    pub fn since(self, earlier: CpuTicks) -> CpuTicks {
+        CpuTicks {
+            user: self.user.saturating_sub(earlier.user),
+            system: self.system.saturating_sub(earlier.system),
+        }
+    }
+
+    pub fn total(self) -> u64 {
+        self.user + self.system
+    }
 }
 
 /// Resident memory of `pid` in KiB.

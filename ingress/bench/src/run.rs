@@ -9,7 +9,7 @@ use clap::Args;
 use trellis_ingress::DevCa;
 
 use crate::idle;
-use crate::procs::{Server, cpu_ticks};
+use crate::procs::{CpuTicks, Server, niced};
 
 const NGINX: &str = "127.0.0.1:18080";
 const HAPROXY_HTTP: &str = "127.0.0.1:18081";
@@ -51,6 +51,10 @@ pub struct RunArgs {
     /// Idle keep-alive connections held for the memory measurement (0 skips it).
     #[arg(long, default_value_t = 10_000)]
     idle_connections: usize,
+    /// Run the proxies alone on the last CPU and nginx and wrk on the others, so the proxies
+    /// are compared without sharing a core with the load (needs two CPUs or more).
+    #[arg(long)]
+    pin: bool,
     /// Only these paths (direct, direct_tracked, hap_http, hap_tls, hap_tcp, trellis_http,
     /// trellis_tls, trellis_tcp, trellis_kernel).
     #[arg(long, value_delimiter = ',')]
@@ -64,8 +68,25 @@ struct Sample {
     p50_ms: f64,
     p90_ms: f64,
     p99_ms: f64,
+    /// nginx's CPU and the proxy's.
     cpu_us_per_request: f64,
+    /// The proxy's own CPU, in user space and in the kernel (NaN for direct paths).
+    proxy_user_us_per_request: f64,
+    proxy_system_us_per_request: f64,
     errors: String,
+}
+
+impl Sample {
+    fn proxy_us_per_request(&self) -> f64 {
+        self.proxy_user_us_per_request + self.proxy_system_us_per_request
+    }
+}
+
+/// One way to nginx: wrk's URL and the proxy's processes (none for direct).
+struct Route {
+    name: &'static str,
+    url: String,
+    proxy: Vec<u32>,
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -89,14 +110,21 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .nat_with_forwards(|_, _| true)
         .context("the benchmark's configuration has a nat section")?;
 
+    let placement = args.pin.then(Placement::split).transpose()?;
+    let (load_cpus, proxy_cpus) = match &placement {
+        Some(p) => (Some(p.load.as_str()), Some(p.proxies.as_str())),
+        None => (None, None),
+    };
     let nginx_conf = work.join("nginx/nginx.conf");
     let nginx = Server::start(
         "nginx",
         work,
+        load_cpus,
         "nginx",
         &["-p", &path(&work.join("nginx")), "-c", &path(&nginx_conf), "-g", "daemon off;"],
     )?;
-    let haproxy = Server::start("haproxy", work, "haproxy", &["-f", &path(&work.join("haproxy.cfg"))])?;
+    let haproxy =
+        Server::start("haproxy", work, proxy_cpus, "haproxy", &["-f", &path(&work.join("haproxy.cfg"))])?;
     let exe = std::env::current_exe()?;
     let threads = args.trellis_threads.map(|t| t.to_string());
     let per_core = args.trellis_per_core.map(|t| t.to_string());
@@ -109,7 +137,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(per_core) = &per_core {
         serve_args.extend(["--per-core", per_core]);
     }
-    let trellis = Server::start("trellis", work, &path(&exe), &serve_args)?;
+    let trellis = Server::start("trellis", work, proxy_cpus, &path(&exe), &serve_args)?;
     std::thread::sleep(Duration::from_secs(2));
     for server in [&nginx, &haproxy, &trellis] {
         if std::fs::metadata(format!("/proc/{}", server.pid())).is_err() {
@@ -118,46 +146,23 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     }
 
     let nginx_pids = nginx.pids();
-    let paths: Vec<(&str, String, Vec<u32>)> = vec![
-        ("direct", format!("http://{NGINX}/index.html"), nginx_pids.clone()),
+    let route = |name: &'static str, scheme: &str, address: &str, proxy: Option<&Server>| Route {
+        name,
+        url: format!("{scheme}://{address}/index.html"),
+        proxy: proxy.map(Server::pids).unwrap_or_default(),
+    };
+    let paths = vec![
+        route("direct", "http", NGINX, None),
         // Direct again, with the kernel path's table present: what connection tracking alone
         // costs (a portal host with NAT in front tracks every connection anyway).
-        ("direct_tracked", format!("http://{NGINX}/index.html"), nginx_pids.clone()),
-        (
-            "hap_http",
-            format!("http://{HAPROXY_HTTP}/index.html"),
-            [nginx_pids.clone(), haproxy.pids()].concat(),
-        ),
-        (
-            "hap_tls",
-            format!("https://{HAPROXY_TLS}/index.html"),
-            [nginx_pids.clone(), haproxy.pids()].concat(),
-        ),
-        (
-            "hap_tcp",
-            format!("http://{HAPROXY_TCP}/index.html"),
-            [nginx_pids.clone(), haproxy.pids()].concat(),
-        ),
-        (
-            "trellis_http",
-            format!("http://{TRELLIS_HTTP}/index.html"),
-            [nginx_pids.clone(), trellis.pids()].concat(),
-        ),
-        (
-            "trellis_tls",
-            format!("https://{TRELLIS_TLS}/index.html"),
-            [nginx_pids.clone(), trellis.pids()].concat(),
-        ),
-        (
-            "trellis_tcp",
-            format!("http://{TRELLIS_TCP}/index.html"),
-            [nginx_pids.clone(), trellis.pids()].concat(),
-        ),
-        (
-            "trellis_kernel",
-            format!("http://{TRELLIS_KERNEL}/index.html"),
-            [nginx_pids.clone(), trellis.pids()].concat(),
-        ),
+        route("direct_tracked", "http", NGINX, None),
+        route("hap_http", "http", HAPROXY_HTTP, Some(&haproxy)),
+        route("hap_tls", "https", HAPROXY_TLS, Some(&haproxy)),
+        route("hap_tcp", "http", HAPROXY_TCP, Some(&haproxy)),
+        route("trellis_http", "http", TRELLIS_HTTP, Some(&trellis)),
+        route("trellis_tls", "https", TRELLIS_TLS, Some(&trellis)),
+        route("trellis_tcp", "http", TRELLIS_TCP, Some(&trellis)),
+        route("trellis_kernel", "http", TRELLIS_KERNEL, Some(&trellis)),
     ];
     // The kernel path's table needs CAP_NET_ADMIN; without it those paths are left out.
     let may_nat = rustix::process::geteuid().is_root();
@@ -166,19 +171,27 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let paths: Vec<_> = paths
         .into_iter()
-        .filter(|(name, _, _)| args.only.is_empty() || args.only.iter().any(|o| o == name))
-        .filter(|(name, _, _)| may_nat || !matches!(*name, "trellis_kernel" | "direct_tracked"))
+        .filter(|path| args.only.is_empty() || args.only.iter().any(|o| o == path.name))
+        .filter(|path| may_nat || !matches!(path.name, "trellis_kernel" | "direct_tracked"))
         .collect();
 
-    let mut results: Vec<(&str, Vec<Sample>)> =
-        paths.iter().map(|(name, _, _)| (*name, Vec::new())).collect();
+    let mut results: Vec<(&str, Vec<Sample>)> = paths.iter().map(|path| (path.name, Vec::new())).collect();
     for rep in 1..=args.reps {
-        for (i, (name, url, pids)) in paths.iter().enumerate() {
-            let tracked = matches!(*name, "trellis_kernel" | "direct_tracked");
+        for (i, path) in paths.iter().enumerate() {
+            let tracked = matches!(path.name, "trellis_kernel" | "direct_tracked");
             let _nat = if tracked { Some(KernelNat::apply(&kernel_nat)?) } else { None };
-            let sample = measure(url, pids, args.duration)?;
+            let sample = measure(path, &nginx_pids, args.duration, load_cpus)?;
+            let proxy_cpu = if path.proxy.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (proxy {:.1} user + {:.1} kernel)",
+                    sample.proxy_user_us_per_request, sample.proxy_system_us_per_request
+                )
+            };
             eprintln!(
-                "rep {rep} {name:<13} {:>9.0} req/s  p50 {:>6.2} ms  p90 {:>6.2} ms  p99 {:>6.2} ms  {:>5.1} µs/req {}",
+                "rep {rep} {:<13} {:>9.0} req/s  p50 {:>6.2} ms  p90 {:>6.2} ms  p99 {:>6.2} ms  {:>5.1} µs/req{proxy_cpu} {}",
+                path.name,
                 sample.rps,
                 sample.p50_ms,
                 sample.p90_ms,
@@ -225,10 +238,28 @@ impl Drop for KernelNat {
     }
 }
 
-fn measure(url: &str, pids: &[u32], duration: u64) -> anyhow::Result<Sample> {
+/// Where the processes run with `--pin`: `taskset` CPU lists.
+struct Placement {
+    load: String,
+    proxies: String,
+}
+
+impl Placement {
+    fn split() -> anyhow::Result<Placement> {
+        let cpus = std::thread::available_parallelism()?.get();
+        if cpus < 2 {
+            bail!("--pin needs two CPUs or more; this machine has {cpus}");
+        }
+        let load = if cpus == 2 { "0".to_owned() } else { format!("0-{}", cpus - 2) };
+        Ok(Placement { load, proxies: (cpus - 1).to_string() })
+    }
+}
+
+fn measure(path: &Route, nginx: &[u32], duration: u64, cpus: Option<&str>) -> anyhow::Result<Sample> {
+    let url = &path.url;
     let wrk = |seconds: u64, latency: bool| -> anyhow::Result<String> {
-        let mut command = Command::new("nice");
-        command.args(["-n", "-15", "wrk", "-t2", "-c64", &format!("-d{seconds}s")]);
+        let mut command = niced(cpus, "wrk");
+        command.args(["-t2", "-c64", &format!("-d{seconds}s")]);
         if latency {
             command.arg("--latency");
         }
@@ -236,9 +267,10 @@ fn measure(url: &str, pids: &[u32], duration: u64) -> anyhow::Result<Sample> {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     };
     wrk(1, false)?;
-    let before = cpu_ticks(pids);
+    let (nginx_before, proxy_before) = (CpuTicks::of(nginx), CpuTicks::of(&path.proxy));
     let out = wrk(duration, true)?;
-    let after = cpu_ticks(pids);
+    let nginx_used = CpuTicks::of(nginx).since(nginx_before);
+    let proxy_used = CpuTicks::of(&path.proxy).since(proxy_before);
     let requests: f64 = out
         .lines()
         .find_map(|l| l.trim().split_once(" requests in ").map(|(n, _)| n.trim().to_owned()))
@@ -255,6 +287,8 @@ fn measure(url: &str, pids: &[u32], duration: u64) -> anyhow::Result<Sample> {
             .find_map(|mut words| (words.next() == Some(p)).then(|| words.next().map(to_ms)).flatten())
             .unwrap_or(f64::NAN)
     };
+    // Ticks are 1/100 s: 10,000 µs each.
+    let per_request = |ticks: u64| ticks as f64 * 10_000.0 / requests.max(1.0);
     let errors = out
         .lines()
         .filter(|l| l.contains("Non-2xx") || l.contains("Socket errors"))
@@ -266,8 +300,17 @@ fn measure(url: &str, pids: &[u32], duration: u64) -> anyhow::Result<Sample> {
         p50_ms: percentile("50%"),
         p90_ms: percentile("90%"),
         p99_ms: percentile("99%"),
-        // Ticks are 1/100 s: 10,000 µs each.
-        cpu_us_per_request: (after - before) as f64 * 10_000.0 / requests.max(1.0),
+        cpu_us_per_request: per_request(nginx_used.total() + proxy_used.total()),
+        proxy_user_us_per_request: if path.proxy.is_empty() {
+            f64::NAN
+        } else {
+            per_request(proxy_used.user)
+        },
+        proxy_system_us_per_request: if path.proxy.is_empty() {
+            f64::NAN
+        } else {
+            per_request(proxy_used.system)
+        },
         errors,
     })
 }
@@ -301,21 +344,40 @@ fn print_table(results: &[(&str, Vec<Sample>)], duration: u64, reps: usize) {
                 .min_by(|a, b| (a.rps - rps).abs().total_cmp(&(b.rps - rps).abs()))
                 .cloned()
                 .unwrap_or_default();
-            let cpu = median(samples.iter().map(|s| s.cpu_us_per_request).collect());
-            (*name, Sample { rps, cpu_us_per_request: cpu, ..pick })
+            let cpu = |value: fn(&Sample) -> f64| median(samples.iter().map(value).collect());
+            let sample = Sample {
+                rps,
+                cpu_us_per_request: cpu(|s| s.cpu_us_per_request),
+                proxy_user_us_per_request: cpu(|s| s.proxy_user_us_per_request),
+                proxy_system_us_per_request: cpu(|s| s.proxy_system_us_per_request),
+                ..pick
+            };
+            (*name, sample)
         })
         .collect();
     let rps_of = |name: &str| summary.iter().find(|(n, _)| *n == name).map(|(_, s)| s.rps);
     println!("\nwrk -t2 -c64 -d{duration}s, 612-byte file from nginx (1 worker); median of {reps} run(s)\n");
-    println!("| path | req/s | vs direct | vs HAProxy | p50 ms | p99 ms | server CPU µs/req | errors |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "| path | req/s | vs direct | vs HAProxy | p50 ms | p99 ms | server CPU µs/req | proxy CPU µs/req (user + kernel) | errors |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
     for (name, s) in &summary {
         let vs_direct = rps_of("direct").map_or("-".to_owned(), |d| format!("{:.2}", s.rps / d));
         // The kernel path stands in for HAProxy's tcp mode.
         let peer = name.strip_prefix("trellis_").map(|mode| format!("hap_{}", mode.replace("kernel", "tcp")));
         let vs_hap = peer.and_then(|p| rps_of(&p)).map_or("-".to_owned(), |h| format!("{:.2}", s.rps / h));
+        let proxy_cpu = if s.proxy_user_us_per_request.is_nan() {
+            "-".to_owned()
+        } else {
+            format!(
+                "{:.1} ({:.1} + {:.1})",
+                s.proxy_us_per_request(),
+                s.proxy_user_us_per_request,
+                s.proxy_system_us_per_request
+            )
+        };
         println!(
-            "| {name} | {:.0} | {vs_direct} | {vs_hap} | {:.2} | {:.2} | {:.1} | {} |",
+            "| {name} | {:.0} | {vs_direct} | {vs_hap} | {:.2} | {:.2} | {:.1} | {proxy_cpu} | {} |",
             s.rps,
             s.p50_ms,
             s.p99_ms,
@@ -345,25 +407,33 @@ fn print_paired(results: &[(&str, Vec<Sample>)]) {
             continue;
         };
         let ratios = |value: fn(&Sample) -> f64| -> String {
-            let r: Vec<f64> = trellis.iter().zip(hap).map(|(t, h)| value(t) / value(h)).collect();
+            let r: Vec<f64> =
+                trellis.iter().zip(hap).map(|(t, h)| value(t) / value(h)).filter(|r| !r.is_nan()).collect();
+            if r.is_empty() {
+                return "-".to_owned();
+            }
             let (lo, hi) = r.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
             format!("{:.2} ({lo:.2}–{hi:.2})", median(r))
         };
         rows.push(format!(
-            "| {mode} | {} | {} | {} | {} | {} |",
+            "| {mode} | {} | {} | {} | {} | {} | {} | {} |",
             ratios(|s| s.rps),
             ratios(|s| s.p50_ms),
             ratios(|s| s.p90_ms),
             ratios(|s| s.p99_ms),
-            ratios(|s| s.cpu_us_per_request)
+            ratios(|s| s.cpu_us_per_request),
+            ratios(Sample::proxy_us_per_request),
+            ratios(|s| s.proxy_user_us_per_request)
         ));
     }
     if rows.is_empty() {
         return;
     }
     println!("\nTrellis / peer, repetition by repetition (median, min–max):\n");
-    println!("| Trellis / peer | req/s | p50 | p90 | p99 | server CPU µs/req |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| Trellis / peer | req/s | p50 | p90 | p99 | server CPU µs/req | proxy CPU µs/req | proxy user-space µs/req |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     for row in rows {
         println!("{row}");
     }
