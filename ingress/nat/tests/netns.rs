@@ -5,27 +5,24 @@
 //! Needs root, `ip` and `nft`. Outside CI a missing prerequisite skips the test with a message;
 //! under CI (`CI` set) it fails, so the suite cannot pass by skipping.
 
-use std::fs::File;
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsFd as _;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use trellis_nat::{ApplyOutcome, NatConfig, NatController, NatMapping, NatProtocol};
+use trellis_testkit::netns::{self, PortalNet, output_in, run_in, run_inside, spawn_in};
 
 const PUBLIC: &str = "198.18.0.10";
 
 #[test]
 fn nat_in_network_namespaces() {
-    if !prerequisites_met() {
+    if !netns::prerequisites_met("nat_in_network_namespaces", &["nft", "ip"]) {
         return;
     }
-    let pid = std::process::id();
-    let net = TestNet::create(pid);
+    let net = PortalNet::create("nat", 0, PUBLIC);
 
     // Two anchors, so landing on the *right* one is checked, not just reaching the namespace.
     let api = Responder::start(&net.portal, "127.0.1.2:443".parse().unwrap(), "api");
@@ -41,7 +38,7 @@ fn nat_in_network_namespaces() {
     .unwrap();
     let controller = NatController::for_config(&config).unwrap();
 
-    let (first, listing_one) = in_netns(&net.portal, {
+    let (first, listing_one) = run_inside(&net.portal, {
         let (controller, config) = (controller.clone(), config.clone());
         move || (controller.apply(&config).unwrap(), controller.list().unwrap().unwrap())
     });
@@ -53,7 +50,7 @@ fn nat_in_network_namespaces() {
     assert_eq!(fetch(&net.portal, &format!("{PUBLIC}:443")).as_deref(), Some("api"));
 
     // Same configuration again: nothing written, so even the kernel's handles are unchanged.
-    let (second, listing_two) = in_netns(&net.portal, {
+    let (second, listing_two) = run_inside(&net.portal, {
         let (controller, config) = (controller.clone(), config.clone());
         move || (controller.apply(&config).unwrap(), controller.list().unwrap().unwrap())
     });
@@ -61,7 +58,7 @@ fn nat_in_network_namespaces() {
     assert_eq!(without_counters(&listing_one), without_counters(&listing_two));
     // The counters kept counting: the client's and the portal's connections to :443, the
     // client's to :2202, one each per connection.
-    let translated = in_netns(&net.portal, {
+    let translated = run_inside(&net.portal, {
         let controller = controller.clone();
         move || controller.translated().unwrap()
     });
@@ -77,7 +74,7 @@ fn nat_in_network_namespaces() {
         "nft",
         &["add", "rule", "inet", "trellis_ingress", "prerouting", "tcp", "dport", "9", "drop"],
     );
-    let repaired = in_netns(&net.portal, {
+    let repaired = run_inside(&net.portal, {
         let (controller, config) = (controller.clone(), config.clone());
         move || controller.apply(&config).unwrap()
     });
@@ -87,7 +84,7 @@ fn nat_in_network_namespaces() {
     let mut moved = config.clone();
     moved.mappings.truncate(1);
     moved.mappings[0].anchor = "127.0.1.3:2202".parse().unwrap();
-    let outcome = in_netns(&net.portal, {
+    let outcome = run_inside(&net.portal, {
         let controller = controller.clone();
         move || controller.apply(&moved).unwrap()
     });
@@ -96,7 +93,7 @@ fn nat_in_network_namespaces() {
     assert_eq!(fetch(&net.client, &format!("{PUBLIC}:2202")), None);
 
     // Removal deletes our table only.
-    let (removed, removed_again, ours_after) = in_netns(&net.portal, {
+    let (removed, removed_again, ours_after) = run_inside(&net.portal, {
         let controller = controller.clone();
         move || (controller.remove().unwrap(), controller.remove().unwrap(), controller.list().unwrap())
     });
@@ -110,7 +107,7 @@ fn nat_in_network_namespaces() {
 
     // An empty configuration means no table.
     let empty = NatConfig { mappings: Vec::new(), ..config };
-    let (created, emptied) = in_netns(&net.portal, move || {
+    let (created, emptied) = run_inside(&net.portal, move || {
         let controller = NatController::for_config(&empty).unwrap();
         let mut config = empty.clone();
         config.mappings.push(NatMapping {
@@ -126,101 +123,11 @@ fn nat_in_network_namespaces() {
     ssh.stop();
 }
 
-fn prerequisites_met() -> bool {
-    let root = rustix::process::geteuid().is_root();
-    let tools = ["nft", "ip"].iter().all(|tool| {
-        Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success())
-            || Command::new(tool).arg("-V").output().is_ok_and(|o| o.status.success())
-    });
-    if root && tools {
-        return true;
-    }
-    let why = format!("needs root ({root}) and the nft and ip commands ({tools})");
-    assert!(std::env::var_os("CI").is_none(), "the netns NAT test cannot run under CI: {why}");
-    eprintln!("SKIPPED nat_in_network_namespaces: {why}");
-    false
-}
-
-/// Two namespaces and a veth pair; deleted by name on drop, also when the test panics.
-struct TestNet {
-    client: String,
-    portal: String,
-}
-
-impl TestNet {
-    fn create(pid: u32) -> TestNet {
-        let net = TestNet { client: format!("trellis-nat-c-{pid}"), portal: format!("trellis-nat-p-{pid}") };
-        net.delete();
-        let (veth_client, veth_portal) = (format!("tnc{pid}"), format!("tnp{pid}"));
-        run("ip", &["netns", "add", &net.client]);
-        run("ip", &["netns", "add", &net.portal]);
-        run(
-            "ip",
-            &[
-                "link",
-                "add",
-                &veth_client,
-                "netns",
-                &net.client,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &veth_portal,
-                "netns",
-                &net.portal,
-            ],
-        );
-        for (ns, dev, addr) in
-            [(&net.client, &veth_client, "198.18.0.1/24"), (&net.portal, &veth_portal, "198.18.0.2/24")]
-        {
-            run_in(ns, "ip", &["link", "set", "lo", "up"]);
-            run_in(ns, "ip", &["addr", "add", addr, "dev", dev]);
-            run_in(ns, "ip", &["link", "set", dev, "up"]);
-        }
-        run_in(&net.portal, "ip", &["addr", "add", &format!("{PUBLIC}/32"), "dev", &veth_portal]);
-        run_in(&net.client, "ip", &["route", "add", &format!("{PUBLIC}/32"), "via", "198.18.0.2"]);
-        net
-    }
-
-    fn delete(&self) {
-        for ns in [&self.client, &self.portal] {
-            // Deleting a namespace also deletes the veth end inside it, and with it the pair.
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
-    }
-}
-
-impl Drop for TestNet {
-    fn drop(&mut self) {
-        self.delete();
-    }
-}
-
-/// Runs `f` on a thread that has entered the network namespace `name`; sockets it opens and
-/// processes it starts live there.
-fn in_netns<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    spawn_in_netns(name, f).join().unwrap()
-}
-
-fn spawn_in_netns<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {
-    let path = format!("/var/run/netns/{name}");
-    std::thread::spawn(move || {
-        let ns = File::open(&path).unwrap();
-        rustix::thread::move_into_link_name_space(
-            ns.as_fd(),
-            Some(rustix::thread::LinkNameSpaceType::Network),
-        )
-        .unwrap();
-        f()
-    })
-}
-
 /// Connects to `addr` from namespace `ns` and returns what the server sent, or `None` when
 /// the connection is refused or times out.
 fn fetch(ns: &str, addr: &str) -> Option<String> {
     let addr: SocketAddr = addr.parse().unwrap();
-    in_netns(ns, move || {
+    run_inside(ns, move || {
         let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
         let mut text = String::new();
@@ -239,7 +146,7 @@ impl Responder {
     fn start(ns: &str, addr: SocketAddr, name: &'static str) -> Responder {
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let thread = spawn_in_netns(ns, {
+        let thread = spawn_in(ns, {
             let stop = stop.clone();
             move || {
                 let listener = TcpListener::bind(addr).unwrap();
@@ -263,24 +170,6 @@ impl Responder {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.join().unwrap();
     }
-}
-
-fn run(program: &str, args: &[&str]) {
-    let output = Command::new(program).args(args).output().unwrap();
-    assert!(output.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-}
-
-fn run_in(ns: &str, program: &str, args: &[&str]) {
-    let mut full = vec!["netns", "exec", ns, program];
-    full.extend_from_slice(args);
-    run("ip", &full);
-}
-
-fn output_in(ns: &str, program: &str, args: &[&str]) -> String {
-    let mut full = vec!["netns", "exec", ns, program];
-    full.extend_from_slice(args);
-    let output = Command::new("ip").args(&full).output().unwrap();
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// A listing with every rule's counter blanked, so listings taken before and after traffic

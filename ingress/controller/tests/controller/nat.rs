@@ -6,16 +6,15 @@
 //! Needs root, `ip` and `nft`. Outside CI a missing prerequisite skips the test with a message;
 //! under CI (`CI` set) it fails, so the suite cannot pass by skipping.
 
-use std::fs::File;
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsFd as _;
 use std::process::Command;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use trellis_ingress_controller::IngressController;
 use trellis_store::Store;
+use trellis_testkit::netns::{self, PortalNet, output_in};
 
 use crate::support::*;
 
@@ -23,12 +22,13 @@ const PUBLIC: &str = "198.18.7.10";
 
 #[test]
 fn nat_is_applied_reloaded_and_removed_in_a_network_namespace() {
-    if !prerequisites_met() {
+    if !netns::prerequisites_met("nat_is_applied_reloaded_and_removed_in_a_network_namespace", &["nft", "ip"])
+    {
         return;
     }
     init_logs();
     let pid = std::process::id();
-    let net = TestNet::create(pid, "a");
+    let net = PortalNet::create("ictla", 7, PUBLIC);
     let table = format!("trellis_ctl_test_{pid}");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ingress.yml");
@@ -48,7 +48,7 @@ fn nat_is_applied_reloaded_and_removed_in_a_network_namespace() {
     let (to_controller, mut from_test) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
     let store_dir = dir.path().to_owned();
     let controller = std::thread::spawn(move || {
-        enter_netns(&portal);
+        netns::enter(&portal);
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async move {
             line_echo_on("127.0.0.1:2200".parse().unwrap(), "jump").await;
@@ -104,12 +104,15 @@ fn nat_is_applied_reloaded_and_removed_in_a_network_namespace() {
 /// put back when it returns; shutdown removes the table.
 #[test]
 fn kernel_forwarding_follows_backend_health_in_a_network_namespace() {
-    if !prerequisites_met() {
+    if !netns::prerequisites_met(
+        "kernel_forwarding_follows_backend_health_in_a_network_namespace",
+        &["nft", "ip"],
+    ) {
         return;
     }
     init_logs();
     let pid = std::process::id();
-    let net = TestNet::create(pid, "k");
+    let net = PortalNet::create("ictlk", 7, PUBLIC);
     let table = format!("trellis_ctl_kernel_{pid}");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ingress.yml");
@@ -129,7 +132,7 @@ fn kernel_forwarding_follows_backend_health_in_a_network_namespace() {
     let (to_controller, mut from_test) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
     let store_dir = dir.path().to_owned();
     let controller = std::thread::spawn(move || {
-        enter_netns(&portal);
+        netns::enter(&portal);
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async move {
             named_echo("127.0.0.1:2201", "one", CancellationToken::new()).await;
@@ -268,94 +271,11 @@ async fn named_echo(addr: &str, name: &'static str, stop: CancellationToken) {
     });
 }
 
-fn prerequisites_met() -> bool {
-    let root = rustix::process::geteuid().is_root();
-    let tools = ["nft", "ip"].iter().all(|tool| {
-        Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success())
-            || Command::new(tool).arg("-V").output().is_ok_and(|o| o.status.success())
-    });
-    if root && tools {
-        return true;
-    }
-    let why = format!("needs root ({root}) and the nft and ip commands ({tools})");
-    assert!(std::env::var_os("CI").is_none(), "the netns NAT test cannot run under CI: {why}");
-    eprintln!("SKIPPED nat_is_applied_reloaded_and_removed_in_a_network_namespace: {why}");
-    false
-}
-
-/// Two namespaces and a veth pair; deleted by name on drop, also when the test panics.
-struct TestNet {
-    client: String,
-    portal: String,
-}
-
-impl TestNet {
-    /// `tag` tells apart the tests of one process, which run at the same time.
-    fn create(pid: u32, tag: &str) -> TestNet {
-        let net = TestNet {
-            client: format!("trellis-ictl-c{tag}-{pid}"),
-            portal: format!("trellis-ictl-p{tag}-{pid}"),
-        };
-        net.delete();
-        let (veth_client, veth_portal) = (format!("tic{tag}{pid}"), format!("tip{tag}{pid}"));
-        run("ip", &["netns", "add", &net.client]);
-        run("ip", &["netns", "add", &net.portal]);
-        run(
-            "ip",
-            &[
-                "link",
-                "add",
-                &veth_client,
-                "netns",
-                &net.client,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &veth_portal,
-                "netns",
-                &net.portal,
-            ],
-        );
-        for (ns, dev, addr) in
-            [(&net.client, &veth_client, "198.18.7.1/24"), (&net.portal, &veth_portal, "198.18.7.2/24")]
-        {
-            run_in(ns, "ip", &["link", "set", "lo", "up"]);
-            run_in(ns, "ip", &["addr", "add", addr, "dev", dev]);
-            run_in(ns, "ip", &["link", "set", dev, "up"]);
-        }
-        run_in(&net.portal, "ip", &["addr", "add", &format!("{PUBLIC}/32"), "dev", &veth_portal]);
-        run_in(&net.client, "ip", &["route", "add", &format!("{PUBLIC}/32"), "via", "198.18.7.2"]);
-        net
-    }
-
-    fn delete(&self) {
-        for ns in [&self.client, &self.portal] {
-            // Deleting a namespace also deletes the veth end inside it, and with it the pair.
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
-    }
-}
-
-impl Drop for TestNet {
-    fn drop(&mut self) {
-        self.delete();
-    }
-}
-
-/// Moves the calling thread into the network namespace `name`.
-fn enter_netns(name: &str) {
-    let ns = File::open(format!("/var/run/netns/{name}")).unwrap();
-    rustix::thread::move_into_link_name_space(ns.as_fd(), Some(rustix::thread::LinkNameSpaceType::Network))
-        .unwrap();
-}
-
 /// Sends a line from namespace `ns` to `addr`; the answer, or `None` when refused or silent.
 fn ask_from(ns: &str, addr: &str, line: &str) -> Option<String> {
     let addr: SocketAddr = addr.parse().unwrap();
-    let (ns, line) = (ns.to_owned(), line.to_owned());
-    std::thread::spawn(move || {
-        enter_netns(&ns);
+    let line = line.to_owned();
+    netns::run_inside(ns, move || {
         let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         stream.write_all(format!("{line}\n").as_bytes()).ok()?;
@@ -363,24 +283,4 @@ fn ask_from(ns: &str, addr: &str, line: &str) -> Option<String> {
         BufReader::new(stream).read_line(&mut answer).ok()?;
         (!answer.is_empty()).then(|| answer.trim_end().to_owned())
     })
-    .join()
-    .unwrap()
-}
-
-fn run(program: &str, args: &[&str]) {
-    let output = Command::new(program).args(args).output().unwrap();
-    assert!(output.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-}
-
-fn run_in(ns: &str, program: &str, args: &[&str]) {
-    let mut full = vec!["netns", "exec", ns, program];
-    full.extend_from_slice(args);
-    run("ip", &full);
-}
-
-fn output_in(ns: &str, program: &str, args: &[&str]) -> String {
-    let mut full = vec!["netns", "exec", ns, program];
-    full.extend_from_slice(args);
-    let output = Command::new("ip").args(&full).output().unwrap();
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
