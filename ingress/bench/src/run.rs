@@ -111,10 +111,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .context("the benchmark's configuration has a nat section")?;
 
     let placement = args.pin.then(Placement::split).transpose()?;
-    let (load_cpus, proxy_cpus) = match &placement {
-        Some(p) => (Some(p.load.as_str()), Some(p.proxies.as_str())),
-        None => (None, None),
-    };
+    let load_cpus = placement.as_ref().map(|p| p.load.as_str());
+    let proxy_cpus = placement.as_ref().map(|p| p.proxies.as_str());
     let nginx_conf = work.join("nginx/nginx.conf");
     let nginx = Server::start(
         "nginx",
@@ -146,23 +144,25 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     }
 
     let nginx_pids = nginx.pids();
-    let route = |name: &'static str, scheme: &str, address: &str, proxy: Option<&Server>| Route {
+    // Each proxy's processes, found once (a walk over /proc) for all its paths.
+    let (haproxy_pids, trellis_pids) = (haproxy.pids(), trellis.pids());
+    let route = |name: &'static str, scheme: &str, address: &str, proxy: &[u32]| Route {
         name,
         url: format!("{scheme}://{address}/index.html"),
-        proxy: proxy.map(Server::pids).unwrap_or_default(),
+        proxy: proxy.to_vec(),
     };
     let paths = vec![
-        route("direct", "http", NGINX, None),
+        route("direct", "http", NGINX, &[]),
         // Direct again, with the kernel path's table present: what connection tracking alone
         // costs (a portal host with NAT in front tracks every connection anyway).
-        route("direct_tracked", "http", NGINX, None),
-        route("hap_http", "http", HAPROXY_HTTP, Some(&haproxy)),
-        route("hap_tls", "https", HAPROXY_TLS, Some(&haproxy)),
-        route("hap_tcp", "http", HAPROXY_TCP, Some(&haproxy)),
-        route("trellis_http", "http", TRELLIS_HTTP, Some(&trellis)),
-        route("trellis_tls", "https", TRELLIS_TLS, Some(&trellis)),
-        route("trellis_tcp", "http", TRELLIS_TCP, Some(&trellis)),
-        route("trellis_kernel", "http", TRELLIS_KERNEL, Some(&trellis)),
+        route("direct_tracked", "http", NGINX, &[]),
+        route("hap_http", "http", HAPROXY_HTTP, &haproxy_pids),
+        route("hap_tls", "https", HAPROXY_TLS, &haproxy_pids),
+        route("hap_tcp", "http", HAPROXY_TCP, &haproxy_pids),
+        route("trellis_http", "http", TRELLIS_HTTP, &trellis_pids),
+        route("trellis_tls", "https", TRELLIS_TLS, &trellis_pids),
+        route("trellis_tcp", "http", TRELLIS_TCP, &trellis_pids),
+        route("trellis_kernel", "http", TRELLIS_KERNEL, &trellis_pids),
     ];
     // The kernel path's table needs CAP_NET_ADMIN; without it those paths are left out.
     let may_nat = rustix::process::geteuid().is_root();
