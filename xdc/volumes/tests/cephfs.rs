@@ -404,12 +404,21 @@ fn flaky_cli(dir: &Path, timeouts: u32) -> CephFsVolumes {
     let script = dir.join("ceph");
     let calls = dir.join("calls");
     let body = format!(
-        "#!/bin/sh\necho \"$*\" >> {calls}\nn=$(wc -l < {calls})\nif [ \"$n\" -le {timeouts} ]; then\n  \
+        "#!/bin/sh\n[ \"$1\" = probe ] && exit 0\necho \"$*\" >> {calls}\nn=$(wc -l < {calls})\nif [ \"$n\" -le {timeouts} ]; then\n  \
          echo 'Error ETIMEDOUT: Connection timed out.' >&2; exit 110\nfi\necho '{{}}'\n",
         calls = calls.display()
     );
     std::fs::write(&script, body).unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Another test thread that forks while the script is open for writing holds the write
+    // descriptor until its exec, and running the script meanwhile fails with ETXTBSY. Once one
+    // run succeeds nobody holds it any more (we never reopen it), so the backend's runs can't.
+    let mut tries = 0;
+    while let Err(err) = std::process::Command::new(&script).arg("probe").status() {
+        assert!(err.raw_os_error() == Some(26) && tries < 200, "running {}: {err}", script.display());
+        tries += 1;
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let mut config = CephFsConfig::new(dir.join("ceph.conf"), dir.join("mnt"));
     config.ceph_bin = script;
     config.ceph_fuse_bin = PathBuf::from("/bin/true");
